@@ -1,0 +1,2 @@
+select instrument, item_number, is_reversed, subscale
+from {{ source('registry', 'items') }}

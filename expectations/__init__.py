@@ -1,0 +1,1 @@
+"""Bordin data-quality gate: Great Expectations suites over the marts."""

@@ -1,0 +1,528 @@
+"""The release gate: validate the dbt marts with real Great Expectations before publishing.
+
+GX 1.24 cannot validate DuckDB through SQL (it closes the connection before fetching), so the gate
+pulls each mart into pandas over a read-only connection, releases the file, and validates the
+DataFrames. The checks live in a declarative YAML suite (`suites/marts.yml`) so a consortium can
+add its own without code. Statuses follow OHDSI DataQualityDashboard semantics: an expectation
+that errors blocks the release like one that fails, and one with no applicable rows is
+'not_applicable', never 'passed'.
+"""
+
+from __future__ import annotations
+
+import os
+
+# Set before GX is imported: GX reads these at import/context time, and offline it must not wait.
+os.environ.setdefault("DO_NOT_TRACK", "1")
+os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
+
+import hashlib  # noqa: E402
+import json  # noqa: E402
+import logging  # noqa: E402
+import re  # noqa: E402
+import warnings  # noqa: E402
+from collections import Counter  # noqa: E402
+from collections.abc import Iterable, Mapping  # noqa: E402
+from dataclasses import dataclass, field  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Any  # noqa: E402
+
+import duckdb  # noqa: E402
+import great_expectations as gx  # noqa: E402
+import great_expectations.expectations as gxe  # noqa: E402
+import pandas as pd  # noqa: E402
+import yaml  # noqa: E402
+from great_expectations.data_context.types.base import ProgressBarsConfig  # noqa: E402
+
+DEFAULT_SUITE = Path(__file__).resolve().parent / "suites" / "marts.yml"
+EXTRA_ENV = "BORDIN_EXTRA_EXPECTATIONS"
+MARTS_SCHEMA = "marts"
+
+# The columns each mart must have (names fixed; dbt may add more). The suite's column checks
+# repeat them, and registry ranges apply only to marts with `instrument` and `total`.
+MART_COLUMNS: dict[str, tuple[str, ...]] = {
+    "fct_alliance_session": (
+        "site_id",
+        "client_pid",
+        "therapist_pid",
+        "session_number",
+        "instrument",
+        "rater_role",
+        "total",
+        "goal",
+        "task",
+        "bond",
+        "items_answered",
+    ),
+    "fct_outcome_session": (
+        "site_id",
+        "client_pid",
+        "session_number",
+        "instrument",
+        "total",
+        "severity_band",
+        "at_caseness",
+    ),
+    "fct_episode_outcome": (
+        "site_id",
+        "client_pid",
+        "instrument",
+        "baseline_score",
+        "final_score",
+        "change",
+        "reliable_improvement",
+        "reliable_deterioration",
+        "n_scored_sessions",
+    ),
+    "mart_alliance_outcome_site": ("site_id", "n", "r", "fisher_z", "ci_low", "ci_high"),
+    "mart_alliance_outcome_pooled": (
+        "method",
+        "k_sites",
+        "n_clients",
+        "r",
+        "ci_low",
+        "ci_high",
+        "tau2",
+        "i2",
+        "q",
+    ),
+}
+MARTS: tuple[str, ...] = tuple(MART_COLUMNS)
+CATEGORIES = frozenset({"conformance", "completeness", "plausibility"})
+STATUSES: tuple[str, ...] = ("passed", "failed", "error", "not_applicable")
+
+_ENTRY_KEYS = frozenset({"type", "kwargs", "id", "category", "why"})
+_ID_RE = re.compile(r"^[a-z][a-z0-9_]{0,79}$")
+_INSTRUMENT_RE = re.compile(r"^[a-z0-9][a-z0-9_]*$")
+# Kwargs the gate owns: `meta` carries our id, the rest would change how results are reported.
+_RESERVED_KWARGS = frozenset(
+    {"id", "meta", "batch_id", "rendered_content", "result_format", "catch_exceptions", "windows"}
+)
+_META_KEY = "bordin_id"
+
+
+def _expectation_classes() -> dict[str, type[gxe.Expectation]]:
+    """Map GX's snake_case expectation type to its class, from GX's own public catalogue."""
+    found: dict[str, type[gxe.Expectation]] = {}
+    for obj in vars(gxe).values():
+        if (
+            isinstance(obj, type)
+            and issubclass(obj, gxe.Expectation)
+            and obj is not gxe.Expectation
+            and isinstance(getattr(obj, "expectation_type", None), str)
+        ):
+            found[obj.expectation_type] = obj
+    return found
+
+
+EXPECTATION_TYPES: dict[str, type[gxe.Expectation]] = _expectation_classes()
+
+
+@dataclass(frozen=True)
+class ExpectationOutcome:
+    """One expectation's verdict on one mart, in the gate's own terms (not GX's)."""
+
+    mart: str
+    id: str
+    type: str
+    category: str
+    status: str  # 'passed' | 'failed' | 'error' | 'not_applicable'
+    observed: str | None
+    message: str | None
+
+
+@dataclass(frozen=True)
+class GateResult:
+    """All outcomes of one gate run; a release is published only if `success`."""
+
+    outcomes: list[ExpectationOutcome]
+    suite_sha256: str | None = None
+    gx_version: str = field(default=gx.__version__)
+
+    @property
+    def success(self) -> bool:
+        """No failure and no error; an empty run proves nothing, so it does not pass either."""
+        return bool(self.outcomes) and all(
+            o.status in ("passed", "not_applicable") for o in self.outcomes
+        )
+
+    def summary(self) -> dict[str, Any]:
+        """JSON-ready counts for the release record and the run log."""
+        by_mart: dict[str, dict[str, int]] = {}
+        for o in self.outcomes:
+            counts = by_mart.setdefault(o.mart, dict.fromkeys(STATUSES, 0))
+            counts[o.status] += 1
+        status_counts = Counter(o.status for o in self.outcomes)
+        return {
+            "success": self.success,
+            "total": len(self.outcomes),
+            "by_status": {s: status_counts.get(s, 0) for s in STATUSES},
+            "by_mart": by_mart,
+            "problems": [
+                {"mart": o.mart, "id": o.id, "status": o.status, "message": o.message}
+                for o in self.outcomes
+                if o.status in ("failed", "error")
+            ],
+            "gx_version": self.gx_version,
+            "suite_sha256": self.suite_sha256,
+        }
+
+
+# --------------------------------------------------------------------------- suite loading
+
+
+def _problem(source: str, mart: str, eid: str, problem: str) -> ValueError:
+    return ValueError(f"{source}: {mart}: {eid}: {problem}")
+
+
+def _check_entry(entry: Any, source: str, mart: str, index: int) -> dict[str, Any]:
+    """Validate one expectation entry, including building it in GX, so bad config fails on load."""
+    if not isinstance(entry, Mapping):
+        raise _problem(source, mart, f"#{index}", "entry must be a mapping")
+    eid = entry.get("id")
+    if not isinstance(eid, str) or not _ID_RE.match(eid):
+        shown = f"#{index}" if not isinstance(eid, str) else eid
+        raise _problem(source, mart, shown, f"id must match {_ID_RE.pattern}, got {eid!r}")
+    missing = sorted(_ENTRY_KEYS - set(entry))
+    if missing:
+        raise _problem(source, mart, eid, f"missing field(s) {missing}")
+    unknown = sorted(set(entry) - _ENTRY_KEYS)
+    if unknown:
+        raise _problem(source, mart, eid, f"unknown field(s) {unknown}")
+    etype, kwargs = entry["type"], entry["kwargs"]
+    if etype not in EXPECTATION_TYPES:
+        raise _problem(source, mart, eid, f"unknown expectation type {etype!r}")
+    if entry["category"] not in CATEGORIES:
+        raise _problem(
+            source,
+            mart,
+            eid,
+            f"category must be one of {sorted(CATEGORIES)}, got {entry['category']!r}",
+        )
+    if not isinstance(entry["why"], str) or not entry["why"].strip():
+        raise _problem(source, mart, eid, "why must be a non-empty string")
+    if not isinstance(kwargs, Mapping):
+        raise _problem(source, mart, eid, "kwargs must be a mapping")
+    reserved = sorted(_RESERVED_KWARGS & set(kwargs))
+    if reserved:
+        raise _problem(source, mart, eid, f"kwargs {reserved} are set by the gate")
+    fields = EXPECTATION_TYPES[etype].__fields__
+    required = sorted(n for n, f in fields.items() if f.required and n not in kwargs)
+    if required:
+        raise _problem(source, mart, eid, f"{etype} is missing required kwargs {required}")
+    not_fields = sorted(set(kwargs) - set(fields))
+    if not_fields:
+        raise _problem(source, mart, eid, f"{etype} has no kwargs {not_fields}")
+    try:
+        _build(etype, dict(kwargs), eid)
+    except Exception as exc:  # GX's own validation: wrong types, contradictory bounds, ...
+        raise _problem(source, mart, eid, f"invalid kwargs: {_one_line(exc)}") from exc
+    return {
+        "type": etype,
+        "kwargs": dict(kwargs),
+        "id": eid,
+        "category": entry["category"],
+        "why": entry["why"].strip(),
+    }
+
+
+def check_suite(doc: Any, source: str) -> dict[str, list[dict[str, Any]]]:
+    """Validate a suite document ({mart: [entry, ...]}); `source` names it in every error."""
+    if doc is None:
+        return {}
+    if not isinstance(doc, Mapping):
+        raise ValueError(f"{source}: the suite must be a mapping of mart name to expectations")
+    suite: dict[str, list[dict[str, Any]]] = {}
+    for mart, entries in doc.items():
+        if mart not in MART_COLUMNS:
+            raise ValueError(f"{source}: {mart}: unknown mart (known: {', '.join(MARTS)})")
+        if not isinstance(entries, list):
+            raise ValueError(f"{source}: {mart}: expectations must be a list")
+        suite[mart] = [_check_entry(e, source, mart, i) for i, e in enumerate(entries)]
+    return suite
+
+
+def merge_suites(
+    base: Mapping[str, list[dict[str, Any]]],
+    extra: Mapping[str, list[dict[str, Any]]],
+    source: str,
+) -> dict[str, list[dict[str, Any]]]:
+    """Append `extra`'s expectations to `base`'s; ids stay unique so every outcome is traceable."""
+    seen = {e["id"] for entries in base.values() for e in entries}
+    merged = {mart: list(entries) for mart, entries in base.items()}
+    for mart, entries in extra.items():
+        for entry in entries:
+            if entry["id"] in seen:
+                raise _problem(source, mart, entry["id"], "duplicate expectation id")
+            seen.add(entry["id"])
+            merged.setdefault(mart, []).append(entry)
+    return merged
+
+
+def _read_yaml(path: Path) -> Any:
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ValueError(f"{path}: cannot read suite: {exc}") from exc
+    except yaml.YAMLError as exc:
+        raise ValueError(f"{path}: not valid YAML: {_one_line(exc)}") from exc
+
+
+def load_suite(path: Path | None = None, extra: Path | None = None) -> dict[str, list[dict]]:
+    """Load and validate the suite, then append a second file's expectations if one is named.
+
+    `extra` defaults to the file in $BORDIN_EXTRA_EXPECTATIONS: consortia add checks (and tests
+    plant failing ones) without editing the shipped suite.
+    """
+    path = Path(path) if path is not None else DEFAULT_SUITE
+    suite = merge_suites({}, check_suite(_read_yaml(path), str(path)), str(path))
+    if not any(suite.values()):
+        raise ValueError(f"{path}: the suite has no expectations")
+    if extra is None and os.environ.get(EXTRA_ENV):
+        extra = Path(os.environ[EXTRA_ENV])
+    if extra is not None:
+        extra = Path(extra)
+        suite = merge_suites(suite, check_suite(_read_yaml(extra), str(extra)), str(extra))
+    return suite
+
+
+def registry_range_expectations(
+    ranges: Mapping[str, Mapping[str, tuple[float, float]]],
+) -> dict[str, list[dict[str, Any]]]:
+    """Suite entries bounding `total` per instrument, from the scoring registry's min/max.
+
+    The suite cannot know the instruments, so these are generated: one between-check per
+    mart + instrument, restricted by a GX 1.x Condition (`Column("instrument") == id`, stored as
+    its dict form). String row_conditions with condition_parser='pandas' are deprecated since
+    GX 1.9 and would bypass GX's own parsing.
+    """
+    suite: dict[str, list[dict[str, Any]]] = {}
+    for mart in sorted(ranges):
+        columns = MART_COLUMNS.get(mart, ())
+        if "total" not in columns or "instrument" not in columns:
+            raise ValueError(f"range_expectations: {mart}: not a mart with instrument and total")
+        for instrument in sorted(ranges[mart]):
+            low, high = ranges[mart][instrument]
+            if not _INSTRUMENT_RE.match(instrument):
+                raise ValueError(f"range_expectations: {mart}: bad instrument id {instrument!r}")
+            if not low <= high:
+                raise ValueError(f"range_expectations: {mart}: {instrument}: min > max")
+            suite.setdefault(mart, []).append(
+                {
+                    "type": "expect_column_values_to_be_between",
+                    "kwargs": {
+                        "column": "total",
+                        "min_value": float(low),
+                        "max_value": float(high),
+                        "row_condition": {
+                            "type": "comparison",
+                            "column": {"name": "instrument"},
+                            "operator": "==",
+                            "parameter": instrument,
+                        },
+                    },
+                    "id": f"range_total_{mart}_{instrument}",
+                    "category": "plausibility",
+                    "why": f"{instrument} totals lie in the registry's scoring range "
+                    f"[{low:g}, {high:g}]",
+                }
+            )
+    return suite
+
+
+# --------------------------------------------------------------------------- validation
+
+
+def _build(etype: str, kwargs: dict[str, Any], eid: str) -> gxe.Expectation:
+    return EXPECTATION_TYPES[etype](**kwargs, meta={_META_KEY: eid})
+
+
+def _one_line(exc: BaseException | str, limit: int = 300) -> str:
+    text = " ".join(str(exc).split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _plain(value: Any) -> Any:
+    """numpy scalars -> Python, so observed values print as 3 and not np.int64(3)."""
+    item = getattr(value, "item", None)
+    return item() if callable(item) and not isinstance(value, list | tuple | dict) else value
+
+
+def _classify(result: Any, entry: dict[str, Any]) -> tuple[str, str | None, str | None]:
+    """(status, observed, message) for one GX result.
+
+    Observed never echoes row values: a failing pid check would otherwise copy a leaked
+    identifier into the release log. It reports counts, or aggregate numbers and column names.
+    """
+    info = result.exception_info or {}
+    if info.get("raised_exception"):
+        return "error", None, _one_line(info.get("exception_message") or "GX raised")
+    # GX keys exception_info by metric when several metrics raised.
+    for value in info.values():
+        if isinstance(value, Mapping) and value.get("raised_exception"):
+            return "error", None, _one_line(value.get("exception_message") or "GX raised")
+    res = dict(result.result or {})
+    observed: str | None = None
+    applicable: int | None = None
+    if "element_count" in res:
+        applicable = int(res["element_count"] or 0) - int(res.get("missing_count") or 0)
+        unexpected = int(res.get("unexpected_count") or 0)
+        observed = f"{unexpected} unexpected of {applicable} applicable rows"
+    elif "unexpected_count" in res:  # set-style aggregates (GX 1.24 leaves observed_value None)
+        observed = (
+            f"{int(res['unexpected_count'] or 0)} unexpected, "
+            f"{int(res.get('missing_count') or 0)} missing value(s)"
+        )
+    elif "observed_value" in res:
+        value = _plain(res["observed_value"])
+        if value is None:  # an aggregate (max, mean, ...) over no non-null values
+            applicable = 0
+        elif isinstance(value, bool | int | float):
+            observed = f"observed {value!r}"
+        elif entry["type"].startswith("expect_table_columns"):
+            observed = f"observed columns {sorted(map(str, value))}"
+        elif isinstance(value, list | tuple | set):
+            observed = f"observed {len(value)} value(s)"
+    if applicable == 0:
+        return "not_applicable", observed, "no applicable rows"
+    if result.success:
+        return "passed", observed, None
+    return "failed", observed, entry["why"]
+
+
+def _quiet_gx_loggers() -> None:
+    """Raise GX's loggers to WARNING: several set themselves to INFO at import."""
+    names = [n for n in logging.Logger.manager.loggerDict if n.startswith("great_expectations")]
+    for name in ["great_expectations", *names]:
+        logger = logging.getLogger(name)
+        if logger.level < logging.WARNING:
+            logger.setLevel(logging.WARNING)
+
+
+def _quiet_context() -> Any:
+    """An in-memory GX context with no progress bars and no usage statistics."""
+    _quiet_gx_loggers()
+    context = gx.get_context(mode="ephemeral")
+    context.variables.progress_bars = ProgressBarsConfig(globally=False)
+    return context
+
+
+def _suite_sha256(suite: Mapping[str, Any]) -> str:
+    canonical = json.dumps(suite, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+def _validate_mart(
+    datasource: Any, mart: str, frame: Any, entries: list[dict[str, Any]]
+) -> list[ExpectationOutcome]:
+    """Run one mart's expectations as one GX suite, so GX shares metrics between them."""
+
+    def outcome(entry: dict[str, Any], status: str, observed: str | None, message: str | None):
+        return ExpectationOutcome(
+            mart, entry["id"], entry["type"], entry["category"], status, observed, message
+        )
+
+    if not isinstance(frame, pd.DataFrame):
+        reason = f"mart {mart!r} not found in the database"
+        if frame is not None:
+            reason = f"mart {mart!r} is a {type(frame).__name__}, not a DataFrame"
+        return [outcome(e, "error", None, reason) for e in entries]
+
+    built: dict[str, gxe.Expectation] = {}
+    build_errors: dict[str, str] = {}
+    for entry in entries:
+        try:
+            built[entry["id"]] = _build(entry["type"], dict(entry["kwargs"]), entry["id"])
+        except Exception as exc:  # a hand-built suite can hold anything
+            build_errors[entry["id"]] = f"cannot build expectation: {_one_line(exc)}"
+
+    results: dict[str, Any] = {}
+    run_error: str | None = None
+    if built:
+        try:
+            batch_definition = datasource.add_dataframe_asset(
+                name=mart
+            ).add_batch_definition_whole_dataframe(f"{mart}_whole")
+            batch = batch_definition.get_batch(batch_parameters={"dataframe": frame})
+            suite = gx.ExpectationSuite(name=f"bordin_{mart}", expectations=list(built.values()))
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", DeprecationWarning)
+                validation = batch.validate(suite, result_format="BASIC")
+            for res in validation.results:
+                results[(res.expectation_config.meta or {}).get(_META_KEY)] = res
+        except Exception as exc:
+            run_error = f"GX run failed: {_one_line(exc)}"
+
+    outcomes = []
+    for entry in entries:
+        eid = entry["id"]
+        if eid in build_errors:
+            outcomes.append(outcome(entry, "error", None, build_errors[eid]))
+        elif run_error is not None:
+            outcomes.append(outcome(entry, "error", None, run_error))
+        elif eid not in results:
+            outcomes.append(outcome(entry, "error", None, "GX returned no result"))
+        else:
+            outcomes.append(outcome(entry, *_classify(results[eid], entry)))
+    return outcomes
+
+
+def validate_frames(frames: Mapping[str, pd.DataFrame], suite: Mapping[str, list]) -> GateResult:
+    """Validate in-memory marts against a loaded suite; pure, so tests need no database.
+
+    A mart the suite names but `frames` lacks yields 'error' for each of its expectations.
+    """
+    context = _quiet_context()
+    datasource = context.data_sources.add_pandas(name="bordin_marts")
+    outcomes: list[ExpectationOutcome] = []
+    for mart, entries in suite.items():
+        outcomes.extend(_validate_mart(datasource, mart, frames.get(mart), list(entries)))
+    return GateResult(outcomes=outcomes, suite_sha256=_suite_sha256(suite))
+
+
+def read_marts(db_path: Path, marts: Iterable[str]) -> dict[str, pd.DataFrame]:
+    """Pull the named marts from `db_path` read-only, and release the file before returning.
+
+    Marts absent from the database are left out (validate_frames reports them as errors).
+    """
+    db_path = Path(db_path)
+    if not db_path.is_file():
+        raise FileNotFoundError(f"no DuckDB database at {db_path}")
+    wanted = [m for m in marts if m in MART_COLUMNS]  # allow-listed names only reach SQL
+    con = duckdb.connect(str(db_path), read_only=True)
+    try:
+        present = {
+            row[0]
+            for row in con.execute(
+                "SELECT table_name FROM information_schema.tables WHERE table_schema = ?",
+                [MARTS_SCHEMA],
+            ).fetchall()
+        }
+        return {
+            mart: con.execute(f'SELECT * FROM {MARTS_SCHEMA}."{mart}"').fetch_df()
+            for mart in wanted
+            if mart in present
+        }
+    finally:
+        con.close()
+
+
+def run_gate(
+    db_path: Path,
+    suite_path: Path | None = None,
+    extra: Path | None = None,
+    range_expectations: dict | None = None,
+) -> GateResult:
+    """Validate the marts in a built DuckDB file; publish the release only if `.success`.
+
+    `range_expectations` is the output of registry_range_expectations(), appended to the suite.
+    """
+    suite = load_suite(suite_path, extra)
+    if range_expectations:
+        suite = merge_suites(
+            suite,
+            check_suite(range_expectations, "range_expectations"),
+            "range_expectations",
+        )
+    frames = read_marts(db_path, suite)
+    return validate_frames(frames, suite)

@@ -1,0 +1,75 @@
+"""Quarantine records: every rejected file or value with a reason a data manager can act on.
+
+The quarantine table is restricted: it keeps the offending raw value so a site can fix it, and
+raw values may be identifying, so only counts and reasons ever reach a release.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import pyarrow as pa
+
+CATEGORIES = (
+    "encoding",
+    "parse",
+    "schema",
+    "range",
+    "type",
+    "duplicate",
+    "conflict",
+    "date",
+    "identity",
+    "archive",
+)
+
+QUARANTINE_SCHEMA = pa.schema(
+    [
+        ("site_id", pa.string()),
+        ("source_file", pa.string()),
+        ("source_sha256", pa.string()),
+        ("source_row", pa.int64()),
+        ("column_name", pa.string()),
+        ("instrument", pa.string()),
+        ("rule_id", pa.string()),
+        ("category", pa.string()),
+        ("message", pa.string()),
+        ("raw_value", pa.string()),
+        ("batch_id", pa.string()),
+        ("logical_date", pa.date32()),
+    ]
+)
+
+
+@dataclass(frozen=True)
+class Issue:
+    """One reason one record (or a whole file, when source_row is None) was not accepted."""
+
+    source_row: int | None
+    column_name: str | None
+    instrument: str | None
+    rule_id: str
+    category: str
+    message: str
+    raw_value: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.category not in CATEGORIES:
+            raise ValueError(f"unknown quarantine category {self.category!r}")
+
+
+def to_table(
+    issues: list[Issue], site_id: str, source_file: str, sha256: str, batch_id: str, logical_date
+) -> pa.Table:
+    rows = [
+        {
+            **asdict(issue),
+            "site_id": site_id,
+            "source_file": source_file,
+            "source_sha256": sha256,
+            "batch_id": batch_id,
+            "logical_date": logical_date,
+        }
+        for issue in issues
+    ]
+    return pa.Table.from_pylist(rows, schema=QUARANTINE_SCHEMA)

@@ -1,0 +1,625 @@
+"""The release gate: every expectation passes on valid marts and fails on its own bad fixture.
+
+The valid frames are built by hand, small enough to read. Each expectation id in the suite file
+has a minimal mutation that makes it fail (reliability.md, "Gate wiring"), and a meta-test keeps
+the two in step: an expectation added without a bad fixture fails here.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("DO_NOT_TRACK", "1")
+os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
+
+import hashlib  # noqa: E402
+from collections.abc import Callable  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Any  # noqa: E402
+
+import duckdb  # noqa: E402
+import pandas as pd  # noqa: E402
+import pytest  # noqa: E402
+import yaml  # noqa: E402
+
+from expectations.gate import (  # noqa: E402
+    DEFAULT_SUITE,
+    EXTRA_ENV,
+    MART_COLUMNS,
+    STATUSES,
+    GateResult,
+    load_suite,
+    registry_range_expectations,
+    run_gate,
+    validate_frames,
+)
+
+Frames = dict[str, pd.DataFrame]
+Mutation = Callable[[Frames], None]
+
+
+def pid(seed: str) -> str:
+    """A stand-in pseudonym: 32 lowercase hex chars, like the keyed HMAC the pipeline writes."""
+    return hashlib.sha256(seed.encode()).hexdigest()[:32]
+
+
+C1, C2, C3, T1, T2 = pid("c1"), pid("c2"), pid("c3"), pid("t1"), pid("t2")
+
+
+def valid_frames() -> Frames:
+    """Small marts that satisfy every expectation, each check having rows it applies to."""
+    alliance = pd.DataFrame(
+        {
+            "site_id": ["s1", "s1", "s1", "s2"],
+            "client_pid": [C1, C1, C1, C3],
+            "therapist_pid": [T1, T1, T1, T2],
+            "session_number": [1, 2, 2, 1],
+            "instrument": ["wai_sr", "wai_sr", "wai_sr", "wai_sr"],
+            "rater_role": ["client", "client", "therapist", "client"],
+            "total": [41.0, 45.0, 48.0, None],  # row 3: nothing answered, so no total
+            "goal": [14.0, 15.0, 16.0, None],
+            "task": [13.0, 15.0, 16.0, None],
+            "bond": [14.0, 15.0, 16.0, None],
+            "items_answered": [12, 12, 12, 0],
+        }
+    )
+    outcome = pd.DataFrame(
+        {
+            "site_id": ["s1", "s1", "s1", "s2"],
+            "client_pid": [C1, C1, C2, C3],
+            "session_number": [1, 2, 1, 1],
+            "instrument": ["phq9", "phq9", "gad7", "phq9"],
+            "total": [15.0, 8.0, 12.0, 20.0],
+            "severity_band": ["moderately_severe", "mild", "moderate", "severe"],
+            "at_caseness": [True, False, True, True],
+        }
+    )
+    episode = pd.DataFrame(
+        {
+            "site_id": ["s1", "s1", "s2"],
+            "client_pid": [C1, C2, C3],
+            "instrument": ["phq9", "gad7", "phq9"],
+            "baseline_score": [15.0, 12.0, 20.0],
+            "final_score": [8.0, 17.0, 19.0],
+            "change": [-7.0, 5.0, -1.0],
+            "reliable_improvement": [True, False, False],
+            "reliable_deterioration": [False, True, False],
+            "n_scored_sessions": [2, 3, 1],
+        }
+    )
+    site = pd.DataFrame(
+        {
+            "site_id": ["s1", "s2", "s3"],
+            "n": [40, 35, 2],
+            "r": [0.30, 0.25, None],  # s3: too few clients for a correlation
+            "fisher_z": [0.3095, 0.2554, None],
+            "ci_low": [-0.01, -0.09, None],
+            "ci_high": [0.56, 0.54, None],
+        }
+    )
+    pooled = pd.DataFrame(
+        {
+            "method": ["fixed", "random_dl"],
+            "k_sites": [2, 2],
+            "n_clients": [75, 75],
+            "r": [0.278, 0.278],
+            "ci_low": [0.05, 0.05],
+            "ci_high": [0.48, 0.48],
+            "tau2": [0.0, 0.0],
+            "i2": [None, 0.0],
+            "q": [0.05, 0.05],
+        }
+    )
+    return {
+        "fct_alliance_session": alliance,
+        "fct_outcome_session": outcome,
+        "fct_episode_outcome": episode,
+        "mart_alliance_outcome_site": site,
+        "mart_alliance_outcome_pooled": pooled,
+    }
+
+
+# --------------------------------------------------------------------------- mutations
+
+
+def cells(mart: str, row: int = 0, **values: Any) -> Mutation:
+    """Set cells of one row; columns are rebuilt so pandas infers the dtype a null needs."""
+
+    def mutate(frames: Frames) -> None:
+        df = frames[mart]
+        for column, value in values.items():
+            column_values = df[column].tolist()
+            column_values[row] = value
+            df[column] = pd.Series(column_values, index=df.index)
+
+    return mutate
+
+
+def duplicate_row(mart: str, row: int = 0) -> Mutation:
+    def mutate(frames: Frames) -> None:
+        df = frames[mart]
+        frames[mart] = pd.concat([df, df.iloc[[row]]], ignore_index=True)
+
+    return mutate
+
+
+def empty(mart: str) -> Mutation:
+    def mutate(frames: Frames) -> None:
+        frames[mart] = frames[mart].iloc[0:0]
+
+    return mutate
+
+
+def drop_column(mart: str, column: str) -> Mutation:
+    def mutate(frames: Frames) -> None:
+        frames[mart] = frames[mart].drop(columns=column)
+
+    mutate.dropped = column  # type: ignore[attr-defined]  # other checks on it may error
+    return mutate
+
+
+ALLIANCE, OUTCOME, EPISODE = "fct_alliance_session", "fct_outcome_session", "fct_episode_outcome"
+SITE, POOLED = "mart_alliance_outcome_site", "mart_alliance_outcome_pooled"
+
+BAD_FIXTURES: dict[str, Mutation] = {
+    # fct_alliance_session
+    "alliance_row_count": empty(ALLIANCE),
+    "alliance_columns": drop_column(ALLIANCE, "rater_role"),
+    "alliance_site_id_not_null": cells(ALLIANCE, site_id=None),
+    "alliance_client_pid_not_null": cells(ALLIANCE, client_pid=None),
+    "alliance_session_number_not_null": cells(ALLIANCE, session_number=None),
+    "alliance_instrument_not_null": cells(ALLIANCE, instrument=None),
+    "alliance_rater_role_not_null": cells(ALLIANCE, rater_role=None),
+    "alliance_client_pid_format": cells(ALLIANCE, client_pid="SITE1-0007"),
+    "alliance_therapist_pid_format": cells(ALLIANCE, therapist_pid=T1.upper()),
+    "alliance_unique_key": duplicate_row(ALLIANCE),
+    "alliance_rater_role_set": cells(ALLIANCE, rater_role="supervisor"),
+    "alliance_session_number_min": cells(ALLIANCE, session_number=0),
+    "alliance_items_answered_min": cells(ALLIANCE, items_answered=-1),
+    "alliance_total_null_without_items": cells(ALLIANCE, row=3, total=36.0),
+    # fct_outcome_session
+    "outcome_row_count": empty(OUTCOME),
+    "outcome_columns": drop_column(OUTCOME, "at_caseness"),
+    "outcome_site_id_not_null": cells(OUTCOME, site_id=None),
+    "outcome_client_pid_not_null": cells(OUTCOME, client_pid=None),
+    "outcome_session_number_not_null": cells(OUTCOME, session_number=None),
+    "outcome_instrument_not_null": cells(OUTCOME, instrument=None),
+    "outcome_client_pid_format": cells(OUTCOME, client_pid=C1[:31]),
+    "outcome_unique_key": duplicate_row(OUTCOME),
+    "outcome_session_number_min": cells(OUTCOME, session_number=0),
+    # fct_episode_outcome
+    "episode_row_count": empty(EPISODE),
+    "episode_columns": drop_column(EPISODE, "change"),
+    "episode_site_id_not_null": cells(EPISODE, site_id=None),
+    "episode_client_pid_not_null": cells(EPISODE, client_pid=None),
+    "episode_instrument_not_null": cells(EPISODE, instrument=None),
+    "episode_client_pid_format": cells(EPISODE, client_pid="g" * 32),
+    "episode_unique_key": duplicate_row(EPISODE),
+    "episode_reliable_change_exclusive": cells(
+        EPISODE, reliable_improvement=True, reliable_deterioration=True
+    ),
+    "episode_n_scored_sessions_min": cells(EPISODE, n_scored_sessions=0),
+    # mart_alliance_outcome_site
+    "site_row_count": empty(SITE),
+    "site_columns": drop_column(SITE, "fisher_z"),
+    "site_site_id_not_null": cells(SITE, site_id=None),
+    "site_site_id_unique": cells(SITE, row=1, site_id="s1"),
+    "site_n_min": cells(SITE, n=-1),
+    "site_r_range": cells(SITE, r=1.5, ci_high=1.6),
+    "site_ci_low_range": cells(SITE, ci_low=-1.2),
+    "site_ci_high_range": cells(SITE, ci_high=1.2),
+    "site_ci_high_ge_r": cells(SITE, ci_high=0.29),
+    "site_r_ge_ci_low": cells(SITE, ci_low=0.31),
+    # mart_alliance_outcome_pooled
+    "pooled_row_count": duplicate_row(POOLED),
+    "pooled_columns": drop_column(POOLED, "tau2"),
+    "pooled_method_not_null": cells(POOLED, row=1, method=None),
+    "pooled_method_set": cells(POOLED, row=1, method="random_reml"),
+    "pooled_method_unique": cells(POOLED, row=1, method="fixed"),
+    "pooled_k_sites_min": cells(POOLED, k_sites=-2),
+    "pooled_n_clients_min": cells(POOLED, n_clients=-75),
+    "pooled_r_range": cells(POOLED, r=-1.5, ci_low=-1.6),
+    "pooled_ci_low_range": cells(POOLED, ci_low=-1.1),
+    "pooled_ci_high_range": cells(POOLED, ci_high=1.1),
+    "pooled_ci_high_ge_r": cells(POOLED, ci_high=0.2),
+    "pooled_r_ge_ci_low": cells(POOLED, row=1, ci_low=0.3),
+    "pooled_tau2_min": cells(POOLED, row=1, tau2=-0.01),
+    "pooled_i2_range": cells(POOLED, row=1, i2=1.2),
+    "pooled_q_min": cells(POOLED, q=-0.5),
+}
+
+
+def suite_file_ids() -> list[str]:
+    doc = yaml.safe_load(DEFAULT_SUITE.read_text(encoding="utf-8"))
+    return [entry["id"] for entries in doc.values() for entry in entries]
+
+
+@pytest.fixture(autouse=True)
+def _no_extra_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A developer's BORDIN_EXTRA_EXPECTATIONS must not leak into these tests."""
+    monkeypatch.delenv(EXTRA_ENV, raising=False)
+
+
+@pytest.fixture(scope="module")
+def suite() -> dict:
+    return load_suite()
+
+
+def by_id(result: GateResult) -> dict[str, Any]:
+    return {o.id: o for o in result.outcomes}
+
+
+def write_yaml(path: Path, doc: Any) -> Path:
+    path.write_text(yaml.safe_dump(doc, sort_keys=False), encoding="utf-8")
+    return path
+
+
+def write_db(path: Path, frames: Frames) -> Path:
+    con = duckdb.connect(str(path))
+    try:
+        con.execute("CREATE SCHEMA marts")
+        for mart, frame in frames.items():
+            con.register("frame", frame)
+            con.execute(f'CREATE TABLE marts."{mart}" AS SELECT * FROM frame')
+            con.unregister("frame")
+    finally:
+        con.close()
+    return path
+
+
+# --------------------------------------------------------------------------- the valid set
+
+
+def test_valid_frames_pass_every_expectation(suite: dict) -> None:
+    result = validate_frames(valid_frames(), suite)
+    not_passed = [(o.id, o.status, o.message) for o in result.outcomes if o.status != "passed"]
+    assert not_passed == []
+    assert result.success
+    assert len(result.outcomes) == len(suite_file_ids())
+
+
+def test_summary_counts_and_provenance(suite: dict) -> None:
+    summary = validate_frames(valid_frames(), suite).summary()
+    assert summary["success"] is True
+    assert summary["by_status"] == {
+        "passed": len(suite_file_ids()),
+        "failed": 0,
+        "error": 0,
+        "not_applicable": 0,
+    }
+    assert set(summary["by_mart"]) == set(MART_COLUMNS)
+    assert summary["gx_version"] == "1.24.1"
+    assert len(summary["suite_sha256"]) == 64
+    assert summary["problems"] == []
+
+
+def test_suite_columns_match_the_mart_contract(suite: dict) -> None:
+    frames = valid_frames()
+    for mart, columns in MART_COLUMNS.items():
+        assert tuple(frames[mart].columns) == columns
+        (check,) = [e for e in suite[mart] if e["type"] == "expect_table_columns_to_match_set"]
+        assert check["kwargs"]["column_set"] == list(columns)
+
+
+def test_extra_mart_columns_are_allowed(suite: dict) -> None:
+    """dbt models carry more than the gate's contract (prorated, se_z, ...): not a failure."""
+    frames = valid_frames()
+    frames[ALLIANCE]["prorated"] = False
+    frames[SITE]["se_z"] = 0.16
+    result = validate_frames(frames, suite)
+    assert [o.id for o in result.outcomes if o.status != "passed"] == []
+
+
+# --------------------------------------------------------------------------- bad fixtures
+
+
+def test_every_suite_expectation_has_a_bad_fixture() -> None:
+    ids = suite_file_ids()
+    assert len(ids) == len(set(ids)), "expectation ids must be unique"
+    assert set(ids) == set(BAD_FIXTURES), (
+        f"missing fixtures: {sorted(set(ids) - set(BAD_FIXTURES))}; "
+        f"stale fixtures: {sorted(set(BAD_FIXTURES) - set(ids))}"
+    )
+
+
+@pytest.mark.parametrize("expectation_id", suite_file_ids())
+def test_bad_fixture_fails_its_expectation(suite: dict, expectation_id: str) -> None:
+    assert expectation_id in BAD_FIXTURES, f"no bad fixture for {expectation_id}"
+    frames = valid_frames()
+    BAD_FIXTURES[expectation_id](frames)
+    result = validate_frames(frames, suite)
+    outcome = by_id(result)[expectation_id]
+    assert outcome.status == "failed", (outcome.status, outcome.message)
+    assert outcome.message  # the suite's `why`, for the release log
+    assert not result.success
+    dropped = getattr(BAD_FIXTURES[expectation_id], "dropped", None)
+    errors = [
+        (o.id, o.message)
+        for o in result.outcomes
+        if o.status == "error" and not (dropped and f'column "{dropped}"' in (o.message or ""))
+    ]
+    assert errors == []  # the fixture fails its check, it does not break the others
+
+
+def test_observed_reports_counts_not_values(suite: dict) -> None:
+    frames = valid_frames()
+    BAD_FIXTURES["alliance_client_pid_format"](frames)
+    outcome = by_id(validate_frames(frames, suite))["alliance_client_pid_format"]
+    assert outcome.observed == "1 unexpected of 4 applicable rows"
+    assert "SITE1-0007" not in str(outcome)
+
+
+# --------------------------------------------------------------------------- errors, n/a
+
+
+def test_missing_mart_is_an_error_and_fails_the_gate(suite: dict) -> None:
+    frames = valid_frames()
+    del frames["fct_episode_outcome"]
+    result = validate_frames(frames, suite)
+    statuses = {o.status for o in result.outcomes if o.mart == "fct_episode_outcome"}
+    assert statuses == {"error"}
+    assert all(o.status == "passed" for o in result.outcomes if o.mart != "fct_episode_outcome")
+    assert not result.success
+    assert result.summary()["by_status"]["error"] == len(suite["fct_episode_outcome"])
+
+
+def test_gx_exception_is_an_error(suite: dict) -> None:
+    frames = valid_frames()
+    frames["mart_alliance_outcome_site"] = frames["mart_alliance_outcome_site"].drop(columns="r")
+    outcomes = by_id(validate_frames(frames, suite))
+    assert outcomes["site_r_range"].status == "error"
+    assert "r" in (outcomes["site_r_range"].message or "")
+    assert outcomes["site_columns"].status == "failed"
+    assert outcomes["site_n_min"].status == "passed"
+
+
+def test_unbuildable_expectation_is_an_error_not_a_crash(suite: dict) -> None:
+    hand_built = {
+        **suite,
+        "fct_outcome_session": [
+            *suite["fct_outcome_session"],
+            {
+                "type": "expect_column_values_to_be_between",
+                "kwargs": {"column": "total"},  # GX: min and max cannot both be None
+                "id": "planted_unbuildable",
+                "category": "plausibility",
+                "why": "planted",
+            },
+        ],
+    }
+    result = validate_frames(valid_frames(), hand_built)
+    outcome = by_id(result)["planted_unbuildable"]
+    assert outcome.status == "error"
+    assert outcome.message and outcome.message.startswith("cannot build expectation")
+    assert not result.success
+
+
+def test_zero_applicable_rows_is_not_applicable_and_does_not_fail(
+    tmp_path: Path, suite: dict
+) -> None:
+    extra = write_yaml(
+        tmp_path / "extra.yml",
+        {
+            "fct_outcome_session": [
+                {
+                    "id": "srs_total_range",
+                    "type": "expect_column_values_to_be_between",
+                    "kwargs": {
+                        "column": "total",
+                        "min_value": 0,
+                        "max_value": 40,
+                        "row_condition": {
+                            "type": "comparison",
+                            "column": {"name": "instrument"},
+                            "operator": "==",
+                            "parameter": "srs",
+                        },
+                    },
+                    "category": "plausibility",
+                    "why": "no SRS rows in this fixture",
+                }
+            ],
+            "mart_alliance_outcome_site": [
+                {
+                    "id": "site_fisher_z_max",
+                    "type": "expect_column_max_to_be_between",
+                    "kwargs": {"column": "fisher_z", "max_value": 3},
+                    "category": "plausibility",
+                    "why": "atanh of a plausible r",
+                }
+            ],
+        },
+    )
+    frames = valid_frames()
+    frames["mart_alliance_outcome_site"]["fisher_z"] = float("nan")
+    result = validate_frames(frames, load_suite(extra=extra))
+    outcomes = by_id(result)
+    assert outcomes["srs_total_range"].status == "not_applicable"
+    assert outcomes["site_fisher_z_max"].status == "not_applicable"
+    assert result.success
+    assert result.summary()["by_status"]["not_applicable"] == 2
+
+
+def test_empty_outcomes_do_not_pass() -> None:
+    assert not GateResult(outcomes=[]).success
+    assert set(GateResult(outcomes=[]).summary()["by_status"]) == set(STATUSES)
+
+
+# --------------------------------------------------------------------------- suite loading
+
+
+def _entry(eid: str, **overrides: Any) -> dict[str, Any]:
+    entry = {
+        "id": eid,
+        "type": "expect_column_values_to_be_between",
+        "kwargs": {"column": "total", "min_value": 0},
+        "category": "plausibility",
+        "why": "test",
+    }
+    entry.update(overrides)
+    return entry
+
+
+@pytest.mark.parametrize(
+    ("doc", "named", "problem"),
+    [
+        (
+            {"fct_outcome_session": [_entry("no_column", kwargs={"min_value": 0})]},
+            "no_column",
+            "missing required kwargs ['column']",
+        ),
+        (
+            {"fct_outcome_session": [_entry("typo_type", type="expect_column_to_be_nice")]},
+            "typo_type",
+            "unknown expectation type",
+        ),
+        (
+            {"fct_outcome_session": [_entry("typo_kwarg", kwargs={"column": "t", "min_val": 0})]},
+            "typo_kwarg",
+            "has no kwargs ['min_val']",
+        ),
+        (
+            {"fct_outcome_session": [_entry("bad_category", category="accuracy")]},
+            "bad_category",
+            "category must be one of",
+        ),
+        (
+            {"fct_outcome_session": [_entry("bad_bounds", kwargs={"column": "t"})]},
+            "bad_bounds",
+            "invalid kwargs",
+        ),
+        (
+            {"fct_outcome_session": [_entry("gate_owned", kwargs={"column": "t", "meta": {}})]},
+            "gate_owned",
+            "set by the gate",
+        ),
+        ({"fct_outcome_session": [_entry("no_why", why="")]}, "no_why", "why must be"),
+        ({"fct_outcome_session": [_entry("dup"), _entry("dup")]}, "dup", "duplicate"),
+        ({"fct_session": [_entry("anything")]}, "fct_session", "unknown mart"),
+    ],
+)
+def test_invalid_suite_names_file_and_expectation(
+    tmp_path: Path, doc: dict, named: str, problem: str
+) -> None:
+    path = write_yaml(tmp_path / "broken_suite.yml", doc)
+    with pytest.raises(ValueError) as raised:
+        load_suite(path)
+    message = str(raised.value)
+    assert str(path) in message
+    assert named in message
+    assert problem in message
+
+
+def test_invalid_extra_file_is_named(tmp_path: Path) -> None:
+    extra = write_yaml(
+        tmp_path / "consortium.yml", {"fct_outcome_session": [_entry("x", kwargs={})]}
+    )
+    with pytest.raises(ValueError, match=r"consortium\.yml: fct_outcome_session: x: "):
+        load_suite(extra=extra)
+
+
+def test_extra_suite_is_merged_and_can_plant_a_failure(tmp_path: Path, suite: dict) -> None:
+    planted = _entry("planted_outcome_total_max", kwargs={"column": "total", "max_value": 1})
+    extra = write_yaml(tmp_path / "extra.yml", {"fct_outcome_session": [planted]})
+    merged = load_suite(extra=extra)
+    assert [e["id"] for e in merged["fct_outcome_session"]][-1] == "planted_outcome_total_max"
+    assert sum(map(len, merged.values())) == sum(map(len, suite.values())) + 1
+    result = validate_frames(valid_frames(), merged)
+    assert by_id(result)["planted_outcome_total_max"].status == "failed"
+    assert not result.success
+    assert result.suite_sha256 != validate_frames(valid_frames(), suite).suite_sha256
+
+
+def test_extra_suite_from_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    extra = write_yaml(
+        tmp_path / "env_extra.yml",
+        {
+            "fct_episode_outcome": [
+                _entry("env_one", kwargs={"column": "n_scored_sessions", "min_value": 1})
+            ]
+        },
+    )
+    monkeypatch.setenv(EXTRA_ENV, str(extra))
+    assert load_suite()["fct_episode_outcome"][-1]["id"] == "env_one"
+
+
+def test_extra_may_not_reuse_an_id(tmp_path: Path) -> None:
+    extra = write_yaml(
+        tmp_path / "extra.yml", {"fct_outcome_session": [_entry("outcome_row_count")]}
+    )
+    with pytest.raises(ValueError, match="outcome_row_count: duplicate expectation id"):
+        load_suite(extra=extra)
+
+
+# --------------------------------------------------------------------------- registry ranges
+
+
+def test_registry_ranges_catch_a_total_above_one_instruments_max(suite: dict) -> None:
+    ranges = registry_range_expectations(
+        {"fct_outcome_session": {"phq9": (0, 27), "gad7": (0, 21)}}
+    )
+    ids = [e["id"] for e in ranges["fct_outcome_session"]]
+    assert ids == ["range_total_fct_outcome_session_gad7", "range_total_fct_outcome_session_phq9"]
+    frames = valid_frames()
+    cells(OUTCOME, row=2, total=25.0)(frames)  # a GAD-7 total of 25: fine for PHQ-9, not for GAD-7
+    merged = {**suite, "fct_outcome_session": suite["fct_outcome_session"] + ranges[OUTCOME]}
+    outcomes = by_id(validate_frames(frames, merged))
+    assert outcomes["range_total_fct_outcome_session_gad7"].status == "failed"
+    assert outcomes["range_total_fct_outcome_session_phq9"].status == "passed"
+    assert outcomes["range_total_fct_outcome_session_gad7"].observed == (
+        "1 unexpected of 1 applicable rows"
+    )
+
+
+def test_registry_ranges_reject_marts_without_total_and_bad_bounds() -> None:
+    with pytest.raises(ValueError, match="mart_alliance_outcome_site"):
+        registry_range_expectations({"mart_alliance_outcome_site": {"phq9": (0, 27)}})
+    with pytest.raises(ValueError, match="min > max"):
+        registry_range_expectations({"fct_outcome_session": {"phq9": (27, 0)}})
+    with pytest.raises(ValueError, match="bad instrument id"):
+        registry_range_expectations({"fct_outcome_session": {"phq9' or '1": (0, 27)}})
+
+
+# --------------------------------------------------------------------------- run_gate on DuckDB
+
+
+def test_run_gate_on_duckdb_passes_and_releases_the_file(tmp_path: Path) -> None:
+    db = write_db(tmp_path / "warehouse.duckdb", valid_frames())
+    ranges = registry_range_expectations(
+        {
+            "fct_outcome_session": {"phq9": (0, 27), "gad7": (0, 21)},
+            "fct_alliance_session": {"wai_sr": (12, 60)},
+        }
+    )
+    result = run_gate(db, range_expectations=ranges)
+    assert [(o.id, o.status) for o in result.outcomes if o.status != "passed"] == []
+    assert len(result.outcomes) == len(suite_file_ids()) + 3
+    # The gate closed its read-only connection: the nightly writer can take the file at once.
+    con = duckdb.connect(str(db))
+    try:
+        con.execute("CREATE TABLE marts.after_gate AS SELECT 1 AS x")
+    finally:
+        con.close()
+
+
+def test_run_gate_reports_a_mart_missing_from_the_database(tmp_path: Path) -> None:
+    frames = valid_frames()
+    del frames["mart_alliance_outcome_pooled"]
+    result = run_gate(write_db(tmp_path / "partial.duckdb", frames))
+    assert {o.status for o in result.outcomes if o.mart == "mart_alliance_outcome_pooled"} == {
+        "error"
+    }
+    assert not result.success
+
+
+def test_run_gate_catches_bad_rows_in_the_database(tmp_path: Path) -> None:
+    frames = valid_frames()
+    BAD_FIXTURES["episode_reliable_change_exclusive"](frames)
+    result = run_gate(write_db(tmp_path / "bad.duckdb", frames))
+    assert by_id(result)["episode_reliable_change_exclusive"].status == "failed"
+    assert not result.success
+
+
+def test_run_gate_without_a_database_raises(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError):
+        run_gate(tmp_path / "absent.duckdb")

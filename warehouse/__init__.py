@@ -1,0 +1,1 @@
+"""Bordin warehouse: dbt builds, releases, and the `bordin` command."""

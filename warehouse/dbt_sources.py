@@ -1,0 +1,55 @@
+"""dbt-duckdb source plugin: hands dbt the event log and the instrument registry.
+
+The event log is read at the exact Delta version the build pinned (so a rebuild of an old
+release sees the same events), through the files the Delta log lists. The registry is read
+from the same YAML files ingestion validates against, so scoring constants have one source.
+dbt-duckdb's own delta plugin is not used: it treats version 0 as "latest" and its pyarrow
+reader aborts the interpreter at exit here.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+from dbt.adapters.duckdb.plugins import BasePlugin
+from dbt.adapters.duckdb.utils import SourceConfig
+
+from ingestion import delta_store
+from ingestion.consortium import load_consortium, sites_table
+from ingestion.events import EVENT_SCHEMA
+from ingestion.registry import bands_table, instruments_table, items_table, load_registry
+from ingestion.settings import paths
+
+REGISTRY_TABLES = {
+    "instruments": instruments_table,
+    "items": items_table,
+    "severity_bands": bands_table,
+}
+
+
+class Plugin(BasePlugin):
+    def initialize(self, plugin_config: dict[str, Any]) -> None:
+        self._config = plugin_config
+
+    def load(self, source_config: SourceConfig) -> pa.Table:
+        kind = source_config.get("kind")
+        if kind == "event_log":
+            return _event_log(source_config)
+        if kind == "registry":
+            registry = load_registry()
+            return REGISTRY_TABLES[source_config.identifier](registry)
+        if kind == "consortium":
+            return sites_table(load_consortium(paths().consortium_file, load_registry()))
+        raise ValueError(f"source {source_config.table_name()}: unknown kind {kind!r}")
+
+    def default_materialization(self) -> str:
+        return "table"
+
+
+def _event_log(source_config: SourceConfig) -> pa.Table:
+    path = Path(str(source_config["path"]))
+    pinned = str(source_config.get("version", "") or "").strip()
+    version = int(pinned) if pinned else None
+    return delta_store.read(path, EVENT_SCHEMA, version)

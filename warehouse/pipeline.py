@@ -1,0 +1,92 @@
+"""The nightly pipeline's steps as plain functions: the DAG's tasks and the CLI both call these.
+
+Each takes the run's logical date where business logic needs a date, returns a small
+JSON-able dict (it travels through XCom), and never puts a secret in it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import date
+
+from expectations.gate import registry_range_expectations, run_gate
+from ingestion.consortium import load_consortium
+from ingestion.ingest import ingest_site
+from ingestion.registry import default_registry
+from ingestion.settings import Paths, paths
+from ingestion.validate import parse_logical_date
+from warehouse.build import build
+from warehouse.release import publish, sha256_file
+
+log = logging.getLogger(__name__)
+
+
+class GateFailedError(RuntimeError):
+    """The data-quality gate failed or errored: nothing is published."""
+
+
+def site_ids(where: Paths | None = None) -> list[str]:
+    where = where or paths()
+    return sorted(load_consortium(where.consortium_file, default_registry()).sites)
+
+
+def ingest_step(site_id: str, logical_date: str | date, where: Paths | None = None) -> dict:
+    return ingest_site(site_id, logical_date, where=where or paths()).as_dict()
+
+
+def build_step(where: Paths | None = None, threads: int | None = None) -> dict:
+    return build(where or paths(), threads=threads).as_dict()
+
+
+def _registry_ranges() -> dict[str, dict[str, tuple[float, float]]]:
+    """Plausibility ranges for totals, straight from the registry (never literals)."""
+    registry = default_registry()
+    by_construct: dict[str, dict[str, tuple[float, float]]] = {
+        "fct_alliance_session": {},
+        "fct_outcome_session": {},
+    }
+    for inst in registry.instruments.values():
+        mart = "fct_alliance_session" if inst.construct == "alliance" else "fct_outcome_session"
+        by_construct[mart][inst.instrument_id] = (inst.total_min, inst.total_max)
+    return by_construct
+
+
+def check_step(where: Paths | None = None) -> dict:
+    """Run the GX gate over the built marts; raise (failing the task) unless it passed."""
+    where = where or paths()
+    result = run_gate(
+        where.build_db, range_expectations=registry_range_expectations(_registry_ranges())
+    )
+    summary = {
+        **result.summary(),
+        "success": result.success,
+        "build_db_sha256": sha256_file(where.build_db),
+    }
+    (where.build_dir / "gate_result.json").write_text(
+        json.dumps(summary, indent=2, sort_keys=True, default=str), encoding="utf-8"
+    )
+    if not result.success:
+        bad = [o for o in result.outcomes if o.status in ("failed", "error")]
+        lines = [f"{o.mart}.{o.id} {o.status}: {o.message or o.observed}" for o in bad[:20]]
+        raise GateFailedError("data-quality gate failed; nothing published:\n" + "\n".join(lines))
+    return summary
+
+
+def release_step(logical_date: str | date, where: Paths | None = None) -> dict:
+    """Publish from the build that passed the gate; refuses a build the gate did not pass."""
+    where = where or paths()
+    build_info = json.loads((where.build_dir / "build_info.json").read_text(encoding="utf-8"))
+    gate_file = where.build_dir / "gate_result.json"
+    gate = json.loads(gate_file.read_text(encoding="utf-8")) if gate_file.exists() else None
+    if not gate or not gate.get("success"):
+        raise GateFailedError("the last build has not passed the data-quality gate")
+    if gate.get("build_db_sha256") != sha256_file(where.build_db):
+        raise GateFailedError("the build changed after the gate checked it; run check again")
+    result = publish(parse_logical_date(logical_date), build_info, gate, where)
+    return {
+        "release_id": result.release_id,
+        "path": result.path,
+        "created": result.created,
+        "content_sha256": result.content_sha256,
+    }

@@ -1,0 +1,215 @@
+"""Publish a release: immutable files for analysts, appearing whole or not at all.
+
+A release is assembled in a hidden staging folder next to `releases/`, fsynced, and renamed
+into place in one step; `releases/latest` is then swapped by renaming a new symlink over it.
+Readers therefore see either the previous release or the complete new one, never a half.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+
+import duckdb
+import pyarrow.parquet as pq
+
+from ingestion.settings import REPO_ROOT, Paths, paths
+
+MARTS_SCHEMA = "marts"
+PARQUET_OPTIONS = {"compression": "zstd", "compression_level": 3, "write_statistics": True}
+
+
+@dataclass(frozen=True)
+class ReleaseResult:
+    release_id: str
+    path: str
+    created: bool  # False when an identical release already existed (a recorded no-op)
+    content_sha256: str
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def code_version() -> str:
+    """The git commit the code ran from, marked dirty when the tree has changes."""
+    try:
+        head = subprocess.run(
+            ["git", "-C", str(REPO_ROOT), "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(REPO_ROOT), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return f"{head}{'+dirty' if dirty else ''}"
+
+
+def mart_names(con: duckdb.DuckDBPyConnection) -> list[str]:
+    rows = con.execute(
+        "SELECT table_name FROM information_schema.tables WHERE table_schema = ? "
+        "ORDER BY table_name",
+        [MARTS_SCHEMA],
+    ).fetchall()
+    return [r[0] for r in rows]
+
+
+def _sorted_select(con: duckdb.DuckDBPyConnection, table: str) -> str:
+    """A total order over every column, so file bytes do not depend on thread scheduling."""
+    columns = [
+        r[0]
+        for r in con.execute(
+            "SELECT column_name FROM information_schema.columns "
+            "WHERE table_schema = ? AND table_name = ? ORDER BY ordinal_position",
+            [MARTS_SCHEMA, table],
+        ).fetchall()
+    ]
+    order = ", ".join(f'"{c}" NULLS FIRST' for c in columns)
+    return f'SELECT * FROM {MARTS_SCHEMA}."{table}" ORDER BY {order}'
+
+
+def export_marts(build_db: Path, folder: Path) -> list[dict]:
+    """One Parquet file per mart plus a standalone marts.duckdb, all from one read-only view."""
+    files: list[dict] = []
+    parquet_dir = folder / "parquet"
+    parquet_dir.mkdir(parents=True)
+    release_db = folder / "marts.duckdb"
+    con = duckdb.connect(str(build_db), read_only=True)
+    try:
+        names = mart_names(con)
+        if not names:
+            raise RuntimeError(f"{build_db} has no tables in schema {MARTS_SCHEMA}")
+        for name in names:
+            table = con.execute(_sorted_select(con, name)).fetch_arrow_table()
+            target = parquet_dir / f"{name}.parquet"
+            pq.write_table(table, target, **PARQUET_OPTIONS)
+            files.append(
+                {
+                    "path": f"parquet/{name}.parquet",
+                    "mart": name,
+                    "rows": table.num_rows,
+                    "sha256": sha256_file(target),
+                }
+            )
+    finally:
+        con.close()
+    # Tables go in the file's main schema: the file is named marts.duckdb, so its catalog is
+    # `marts` and analysts' `SELECT * FROM marts.fct_...` resolves with no ambiguity.
+    out = duckdb.connect(str(release_db))
+    try:
+        for entry in files:
+            out.execute(
+                f'CREATE TABLE main."{entry["mart"]}" AS '
+                f"SELECT * FROM read_parquet('{folder / entry['path']}')"
+            )
+        out.execute("CHECKPOINT")
+    finally:
+        out.close()
+    files.append(
+        {
+            "path": "marts.duckdb",
+            "rows": None,
+            "sha256": sha256_file(release_db),
+            "tables": [e["mart"] for e in files],
+        }
+    )
+    return files
+
+
+def content_sha256(files: list[dict]) -> str:
+    """Identity of the release's data: the Parquet hashes (DuckDB files embed no stable bytes)."""
+    digest = hashlib.sha256()
+    for entry in sorted(files, key=lambda e: e["path"]):
+        if entry["path"].endswith(".parquet"):
+            digest.update(f"{entry['path']}\0{entry['sha256']}\n".encode())
+    return digest.hexdigest()
+
+
+def _fsync_tree(folder: Path) -> None:
+    for path in sorted(folder.rglob("*")):
+        if path.is_file():
+            with path.open("rb") as handle:
+                os.fsync(handle.fileno())
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _point_latest(releases: Path, release_id: str) -> None:
+    tmp = releases / f".latest.{os.getpid()}"
+    tmp.unlink(missing_ok=True)
+    tmp.symlink_to(release_id)
+    os.replace(tmp, releases / "latest")
+
+
+def _make_read_only(folder: Path) -> None:
+    for path in folder.rglob("*"):
+        if path.is_file():
+            path.chmod(0o444)
+
+
+def publish(
+    logical_date: date,
+    build_info: dict,
+    gate_summary: dict,
+    where: Paths | None = None,
+    extra_manifest: dict | None = None,
+) -> ReleaseResult:
+    """Write releases/<id>/ atomically; an identical existing release is a recorded no-op."""
+    where = where or paths()
+    where.releases.mkdir(parents=True, exist_ok=True)
+    staging = where.releases / f".staging-{os.getpid()}"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir()
+    try:
+        files = export_marts(Path(build_info["build_db"]), staging)
+        content = content_sha256(files)
+        version = build_info["event_log_version"]
+        release_id = f"{logical_date.isoformat()}_v{version}_{content[:8]}"
+        final = where.releases / release_id
+        if final.exists():
+            shutil.rmtree(staging)
+            _point_latest(where.releases, release_id)
+            return ReleaseResult(release_id, str(final), False, content)
+        manifest = {
+            "release_id": release_id,
+            "logical_date": logical_date.isoformat(),
+            "event_log_version": version,
+            "code_version": code_version(),
+            "content_sha256": content,
+            "registry_sha256": build_info["registry_sha256"],
+            "consortium_sha256": build_info["consortium_sha256"],
+            "files": files,
+            "dbt": build_info["dbt"],
+            "gx": gate_summary,
+            **(extra_manifest or {}),
+        }
+        (staging / "manifest.json").write_text(
+            json.dumps(manifest, indent=2, sort_keys=True) + "\n", encoding="utf-8"
+        )
+        _make_read_only(staging)
+        _fsync_tree(staging)
+        os.rename(staging, final)
+        _point_latest(where.releases, release_id)
+        return ReleaseResult(release_id, str(final), True, content)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
