@@ -182,6 +182,9 @@ def validate_site_rows(
     out = Validated(administrations=pd.DataFrame(columns=ADMIN_COLUMNS))
     parts: list[pd.DataFrame] = []
     rows = frame["__source_row"].to_numpy()
+    # A broken line has no trustworthy cells: each of its questionnaires is quarantined, never
+    # mistaken for "not administered".
+    unreadable = set(frame.loc[frame["__ragged"], "__source_row"].astype(int))
     for form in site.forms:
         instrument = registry.get(form.instrument)
         values, item_problems, answered = _form_items(frame, form, instrument)
@@ -189,7 +192,7 @@ def validate_site_rows(
         keep = np.zeros(len(frame), dtype=bool)
         for i, row in enumerate(rows):
             row = int(row)
-            if not answered[i] and row not in item_problems:
+            if not answered[i] and row not in item_problems and row not in unreadable:
                 out.not_administered += 1
                 continue
             issues = row_problems.get(row, []) + item_problems.get(row, [])

@@ -1,0 +1,77 @@
+"""The consortium file is validated on load; errors name file, site and key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from ingestion.config_errors import ConfigError
+from ingestion.consortium import load_consortium
+
+FIXTURE = Path(__file__).parent / "fixtures" / "tiny" / "consortium.yml"
+
+
+def _write(tmp_path: Path, mutate) -> Path:
+    doc = yaml.safe_load(FIXTURE.read_text())
+    mutate(doc)
+    path = tmp_path / "consortium.yml"
+    path.write_text(yaml.safe_dump(doc))
+    return path
+
+
+def test_fixture_loads() -> None:
+    consortium = load_consortium(FIXTURE)
+    assert sorted(consortium.sites) == ["alpha", "beta"]
+    alpha = consortium.site("alpha")
+    assert alpha.forms[0].item_columns(3) == ["wai_1", "wai_2", "wai_3"]
+    assert alpha.session_event_pattern.match("session_12_arm_1").group(1) == "12"
+
+
+@pytest.mark.parametrize(
+    ("mutate", "key", "problem"),
+    [
+        (lambda d: d["sites"][0].update(site_id="../evil"), "sites[0].site_id", "safe folder"),
+        (lambda d: d["sites"][0].update(format="xlsx"), "sites.alpha.format", "one of"),
+        (lambda d: d["sites"][0]["columns"].pop("event"), "sites.alpha.columns.event", "non-empty"),
+        (
+            lambda d: d["sites"][0]["forms"][0].update(instrument="wai_xx"),
+            "sites.alpha.forms[0].instrument",
+            "not in the instrument registry",
+        ),
+        (
+            lambda d: d["sites"][0]["forms"][0].update(rater_role="observer"),
+            "sites.alpha.forms[0].rater_role",
+            "no 'observer' form",
+        ),
+        (
+            lambda d: d["sites"][0]["forms"][0].update(item_column_template="wai_x"),
+            "sites.alpha.forms[0].item_column_template",
+            "{n}",
+        ),
+        (
+            lambda d: d["sites"][0].update(primary_alliance="phq9"),
+            "sites.alpha.primary_alliance",
+            "not an alliance",
+        ),
+        (
+            lambda d: d["sites"][0].update(session_event_pattern="(a)(b)"),
+            "sites.alpha.session_event_pattern",
+            "exactly one group",
+        ),
+        (lambda d: d["sites"].append(dict(d["sites"][0])), "sites.alpha", "listed twice"),
+    ],
+)
+def test_invalid_config_names_site_and_key(tmp_path: Path, mutate, key: str, problem: str) -> None:
+    path = _write(tmp_path, mutate)
+    with pytest.raises(ConfigError) as err:
+        load_consortium(path)
+    assert err.value.key == key
+    assert problem in err.value.problem
+    assert str(path) in str(err.value)
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_consortium(tmp_path / "nope.yml")
