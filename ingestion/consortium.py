@@ -18,6 +18,7 @@ from ingestion.registry import Registry, default_registry
 
 SITE_ID = re.compile(r"^[a-z][a-z0-9_]{1,31}$")
 FORMATS = {"redcap_csv"}
+DELIVERY_MODES = {"snapshot", "incremental"}
 REQUIRED_COLUMNS = ("client_code", "therapist_code", "session_date", "event")
 
 
@@ -34,6 +35,15 @@ class FormMap:
 
 
 @dataclass(frozen=True)
+class WithdrawalFiles:
+    """Where a site delivers consent withdrawals: a small CSV, one client code per row."""
+
+    file_glob: str
+    client_code_column: str
+    reason_column: str | None
+
+
+@dataclass(frozen=True)
 class SiteConfig:
     site_id: str
     name: str
@@ -45,6 +55,13 @@ class SiteConfig:
     forms: tuple[FormMap, ...]
     primary_alliance: str
     primary_outcome: str
+    # snapshot: each export is the site's full current state (changes and deletions become
+    # amended and retracted events); incremental: exports only add or correct.
+    delivery: str = "snapshot"
+    # A snapshot that would retract more than this share of the site's current records is
+    # treated as a broken export and rejected whole instead.
+    max_retraction_fraction: float = 0.5
+    withdrawals: WithdrawalFiles | None = None
 
 
 @dataclass(frozen=True)
@@ -126,6 +143,15 @@ def _parse_site(doc: Any, file: Path, registry: Registry, index: int) -> SiteCon
             raise ConfigError(file, f"{where}{key}", f"{value!r} is not among this site's forms")
         if registry.get(value).construct != construct:
             raise ConfigError(file, f"{where}{key}", f"{value!r} is not an {construct} measure")
+    delivery = str(doc.get("delivery", "snapshot"))
+    if delivery not in DELIVERY_MODES:
+        raise ConfigError(
+            file, f"{where}delivery", f"must be one of {sorted(DELIVERY_MODES)}, got {delivery!r}"
+        )
+    fraction = doc.get("max_retraction_fraction", 0.5)
+    if not isinstance(fraction, int | float) or not 0 <= fraction <= 1:
+        raise ConfigError(file, f"{where}max_retraction_fraction", "must be a number in 0..1")
+    withdrawals = _parse_withdrawals(doc.get("withdrawals"), file, where)
     return SiteConfig(
         site_id=site_id,
         name=str(doc.get("name", site_id)),
@@ -137,6 +163,25 @@ def _parse_site(doc: Any, file: Path, registry: Registry, index: int) -> SiteCon
         forms=tuple(forms),
         primary_alliance=doc["primary_alliance"],
         primary_outcome=doc["primary_outcome"],
+        delivery=delivery,
+        max_retraction_fraction=float(fraction),
+        withdrawals=withdrawals,
+    )
+
+
+def _parse_withdrawals(doc: Any, file: Path, where: str) -> WithdrawalFiles | None:
+    if doc is None:
+        return None
+    if not isinstance(doc, dict):
+        raise ConfigError(file, f"{where}withdrawals", "must be a mapping")
+    wwhere = f"{where}withdrawals."
+    reason = doc.get("reason_column")
+    if reason is not None and not isinstance(reason, str):
+        raise ConfigError(file, f"{wwhere}reason_column", "must be a column name")
+    return WithdrawalFiles(
+        file_glob=_str(doc, "file_glob", file, wwhere),
+        client_code_column=_str(doc, "client_code_column", file, wwhere),
+        reason_column=reason,
     )
 
 

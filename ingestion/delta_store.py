@@ -2,8 +2,9 @@
 
 Each delivered file is a Delta *app transaction* (`bordin.file.<sha256>`): the marker that a
 file was ingested is written in the same atomic log entry as its rows, so a crash can never
-leave rows without the marker or the marker without rows. Readers list files from the Delta
-log (never a directory glob), so stray or half-written Parquet files are invisible.
+leave rows without the marker or the marker without rows. Data files are written first and
+committed second; a crash in between leaves unlisted files that no reader ever sees, because
+readers list files from the Delta log (never a directory glob).
 
 delta-rs' own pyarrow reader aborts the interpreter at exit with pyarrow 26 (seen here), so
 reads go through DuckDB over the files the log lists.
@@ -11,11 +12,20 @@ reads go through DuckDB over the files the log lists.
 
 from __future__ import annotations
 
+import json
+import os
+import time
+import uuid
 from pathlib import Path
 
 import duckdb
 import pyarrow as pa
+import pyarrow.parquet as pq
 from deltalake import CommitProperties, DeltaTable, Transaction, write_deltalake
+from deltalake.exceptions import DeltaError
+from deltalake.transaction import AddAction
+
+from ingestion.crash_points import crash_point
 
 FILE_APP_PREFIX = "bordin.file."
 
@@ -38,18 +48,46 @@ def is_committed(path: Path, sha256: str) -> bool:
     return DeltaTable(str(path)).transaction_version(file_app_id(sha256)) is not None
 
 
+def ensure_table(path: Path, schema: pa.Schema) -> None:
+    """Create the table with an empty first commit; a concurrent creator winning is fine."""
+    if exists(path):
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        write_deltalake(str(path), schema.empty_table(), mode="append")
+    except DeltaError:
+        if not exists(path):
+            raise
+
+
 def append(
     path: Path,
     table: pa.Table,
     file_shas: list[str],
     metadata: dict[str, str],
 ) -> int:
-    """Append rows and mark the files as committed, atomically; returns the new version."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_deltalake(
-        str(path),
-        table,
+    """Write the rows' Parquet file, then commit it with the files' markers; returns the version."""
+    ensure_table(path, table.schema)
+    actions = []
+    if table.num_rows:
+        name = f"part-{uuid.uuid4()}.parquet"
+        target = path / name
+        pq.write_table(table, target, compression="zstd")
+        actions.append(
+            AddAction(
+                path=name,
+                size=target.stat().st_size,
+                partition_values={},
+                modification_time=int(time.time() * 1000),
+                data_change=True,
+                stats=json.dumps({"numRecords": table.num_rows}),
+            )
+        )
+    crash_point("ingest.after_data_files_before_commit")
+    DeltaTable(str(path)).create_write_transaction(
+        actions,
         mode="append",
+        schema=table.schema,
         commit_properties=CommitProperties(
             app_transactions=[Transaction(file_app_id(sha), 1) for sha in sorted(file_shas)],
             custom_metadata=metadata,
@@ -66,8 +104,8 @@ def data_files(path: Path, version: int | None = None) -> list[str]:
     return sorted(table.file_uris())
 
 
-def read(path: Path, schema: pa.Schema, version: int | None = None) -> pa.Table:
-    """All committed rows at a version, as Arrow; an absent table reads as empty."""
+def read(path: Path, schema: pa.Schema, version: int | None = None, where: str = "") -> pa.Table:
+    """Committed rows at a version (optionally filtered by SQL), as Arrow; absent = empty."""
     if not exists(path):
         return schema.empty_table()
     files = data_files(path, version)
@@ -75,11 +113,33 @@ def read(path: Path, schema: pa.Schema, version: int | None = None) -> pa.Table:
         return schema.empty_table()
     con = duckdb.connect()
     try:
-        result = con.execute("SELECT * FROM read_parquet(?, union_by_name = true)", [files])
+        sql = "SELECT * FROM read_parquet(?, union_by_name = true)"
+        result = con.execute(f"{sql} {('WHERE ' + where) if where else ''}", [files])
         return result.fetch_arrow_table().select(schema.names).cast(schema)
     finally:
         con.close()
 
 
+def delete_rows(path: Path, predicate: str, metadata: dict[str, str]) -> int:
+    """Rewrite the files holding matching rows without them; returns the new version."""
+    table = DeltaTable(str(path))
+    table.delete(predicate, commit_properties=CommitProperties(custom_metadata=metadata))
+    return DeltaTable(str(path)).version()
+
+
+def purge_unreferenced_files(path: Path) -> list[str]:
+    """Physically remove files no longer in the current version (erasure reaches history)."""
+    table = DeltaTable(str(path))
+    return table.vacuum(retention_hours=0, enforce_retention_duration=False, dry_run=False)
+
+
 def history(path: Path) -> list[dict]:
     return DeltaTable(str(path)).history() if exists(path) else []
+
+
+def fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

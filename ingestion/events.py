@@ -1,4 +1,9 @@
-"""The event envelope: the one schema every questionnaire administration is stored in."""
+"""The event envelope: the one schema every fact about a participant is stored in.
+
+Event types: a first recording, an amendment (same natural key, new values: the old event stays
+in the log), a retraction (the administration disappeared from a site's snapshot), a consent
+withdrawal, and an erasure record (what was erased and why, never the payload).
+"""
 
 from __future__ import annotations
 
@@ -9,6 +14,12 @@ import pyarrow as pa
 
 SCHEMA_VERSION = 1
 RESPONSE_RECORDED = "response_recorded"
+RESPONSE_AMENDED = "response_amended"
+RESPONSE_RETRACTED = "response_retracted"
+CONSENT_WITHDRAWN = "consent_withdrawn"
+CLIENT_ERASED = "client_erased"
+RESPONSE_TYPES = (RESPONSE_RECORDED, RESPONSE_AMENDED, RESPONSE_RETRACTED)
+CLIENT_TYPES = (CONSENT_WITHDRAWN, CLIENT_ERASED)
 
 EVENT_SCHEMA = pa.schema(
     [
@@ -16,6 +27,8 @@ EVENT_SCHEMA = pa.schema(
         ("event_type", pa.string()),
         ("schema_version", pa.int16()),
         ("site_id", pa.string()),
+        # Order of events within a site; assigned under the site's ingestion lock.
+        ("site_seq", pa.int64()),
         ("client_pid", pa.string()),
         ("therapist_pid", pa.string()),
         ("session_number", pa.int32()),
@@ -23,6 +36,8 @@ EVENT_SCHEMA = pa.schema(
         ("instrument", pa.string()),
         ("rater_role", pa.string()),
         ("items", pa.list_(pa.float64())),
+        ("supersedes_event_id", pa.string()),
+        ("reason", pa.string()),
         ("source_file", pa.string()),
         ("source_sha256", pa.string()),
         ("source_row", pa.int64()),
@@ -34,28 +49,13 @@ EVENT_SCHEMA = pa.schema(
 )
 
 
-def event_id(
-    event_type: str,
-    site_id: str,
-    client_pid: str,
-    session_number: int,
-    instrument: str,
-    rater_role: str,
-    session_date: str | None,
-    items: list[float | None],
-) -> str:
-    """Deterministic from content: the same administration always gets the same id."""
+def event_id(event_type: str, key: tuple, content: object, previous_event_id: str | None) -> str:
+    """Deterministic from content and from the version it follows.
+
+    Chaining on the previous event of the same key keeps ids unique when a value returns to an
+    earlier state (recorded, retracted, recorded again), and identical across rebuilds.
+    """
     canonical = json.dumps(
-        [
-            event_type,
-            site_id,
-            client_pid,
-            session_number,
-            instrument,
-            rater_role,
-            session_date,
-            items,
-        ],
-        separators=(",", ":"),
+        [event_type, list(key), content, previous_event_id], separators=(",", ":"), default=str
     )
     return hashlib.sha256(canonical.encode()).hexdigest()

@@ -1,30 +1,47 @@
 """Ingest one site's new deliveries into the event log: the body of the DAG's `ingest` task.
 
-Order of commits per site and night: quarantine, then intake counts, then events. Each is an
-idempotent Delta commit keyed by the files' SHA-256, and the events commit is the one that
-makes a delivery count as ingested, so a crash anywhere is repaired by simply running again.
+Under the site's lock: read each new file, validate it, pseudonymize, and compare it with the
+site's current state replayed from the log. A snapshot site's export becomes recorded, amended
+and retracted events (change data capture); an incremental site's only adds and amends.
+Commits per site and night: quarantine, intake counts, then events. Each is an idempotent Delta
+commit keyed by the files' SHA-256, and the events commit is the one that makes a delivery
+count as ingested, so a crash anywhere is repaired by running again.
 """
 
 from __future__ import annotations
 
+import csv
 import hashlib
+import io
 import json
 import logging
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
 
+import pandas as pd
 import pyarrow as pa
 
 from ingestion import delta_store
 from ingestion.consortium import Consortium, SiteConfig, load_consortium
-from ingestion.events import EVENT_SCHEMA, RESPONSE_RECORDED, SCHEMA_VERSION, event_id
+from ingestion.crash_points import crash_point
+from ingestion.events import (
+    CONSENT_WITHDRAWN,
+    EVENT_SCHEMA,
+    RESPONSE_AMENDED,
+    RESPONSE_RECORDED,
+    RESPONSE_RETRACTED,
+    SCHEMA_VERSION,
+    event_id,
+)
+from ingestion.locks import exclusive_lock
 from ingestion.pseudonyms import PseudonymKey, load_key
 from ingestion.quarantine import Issue, to_table
 from ingestion.readers.redcap_csv import read_redcap_csv
 from ingestion.registry import Registry, default_registry
 from ingestion.settings import Paths, paths
-from ingestion.validate import Validated, parse_logical_date, validate_site_rows
+from ingestion.site_state import Key, SiteState, content_of
+from ingestion.validate import parse_logical_date, validate_site_rows
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +52,7 @@ INTAKE_SCHEMA = pa.schema(
         ("source_sha256", pa.string()),
         ("batch_id", pa.string()),
         ("logical_date", pa.date32()),
+        ("kind", pa.string()),
         ("status", pa.string()),
         ("rows_in", pa.int64()),
         ("administrations_offered", pa.int64()),
@@ -42,6 +60,11 @@ INTAKE_SCHEMA = pa.schema(
         ("administrations_quarantined", pa.int64()),
         ("administrations_not_administered", pa.int64()),
         ("quarantine_records", pa.int64()),
+        ("events_recorded", pa.int64()),
+        ("events_amended", pa.int64()),
+        ("events_retracted", pa.int64()),
+        ("events_withdrawn", pa.int64()),
+        ("unchanged", pa.int64()),
     ]
 )
 
@@ -51,12 +74,18 @@ class FileOutcome:
     source_file: str
     sha256: str
     status: str  # ingested | rejected | already_ingested | duplicate_in_batch
+    kind: str = "export"  # export | withdrawals
     rows_in: int = 0
     offered: int = 0
     accepted: int = 0
     quarantined: int = 0
     not_administered: int = 0
     quarantine_records: int = 0
+    recorded: int = 0
+    amended: int = 0
+    retracted: int = 0
+    withdrawn: int = 0
+    unchanged: int = 0
 
 
 @dataclass
@@ -86,11 +115,18 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _deliveries(site: SiteConfig, where: Paths) -> list[Path]:
+def _deliveries(site: SiteConfig, where: Paths) -> list[tuple[Path, str]]:
+    """(file, kind), withdrawals first, each group in name order: never arrival order."""
     folder = where.inbox_for(site.site_id)
     if not folder.is_dir():
         return []
-    return sorted(p for p in folder.glob(site.file_glob) if p.is_file())
+    withdrawals: set[Path] = set()
+    if site.withdrawals:
+        withdrawals = {p for p in folder.glob(site.withdrawals.file_glob) if p.is_file()}
+    exports = {p for p in folder.glob(site.file_glob) if p.is_file()} - withdrawals
+    return [(p, "withdrawals") for p in sorted(withdrawals)] + [
+        (p, "export") for p in sorted(exports)
+    ]
 
 
 def _batch_id(site_id: str, logical: date, shas: list[str]) -> str:
@@ -98,57 +134,83 @@ def _batch_id(site_id: str, logical: date, shas: list[str]) -> str:
     return f"{site_id}-{logical:%Y%m%d}-{digest}"
 
 
-def _events_table(
-    validated: Validated,
-    site: SiteConfig,
-    key: PseudonymKey,
-    source_file: str,
-    sha: str,
-    batch_id: str,
-    logical: date,
-    ingested_at: datetime,
-) -> pa.Table:
-    admins = validated.administrations
-    client_pids = {c: key.pseudonym(site.site_id, "client", c) for c in set(admins.client_code)}
-    therapist_pids = {
-        t: key.pseudonym(site.site_id, "therapist", t) for t in set(admins.therapist_code) if t
-    }
-    rows = []
-    for rec in admins.itertuples(index=False):
-        client_pid = client_pids[rec.client_code]
-        session_date = rec.session_date.isoformat()
-        rows.append(
+class _Emitter:
+    """Builds event rows in order, keeping the site state up to date as it goes."""
+
+    def __init__(self, state: SiteState, batch_id: str, logical: date, actor: str, at: datetime):
+        self.state = state
+        self.batch_id = batch_id
+        self.logical = logical
+        self.actor = actor
+        self.at = at
+        self.rows: list[dict] = []
+
+    def response(
+        self,
+        etype: str,
+        key: Key,
+        *,
+        items: list[float | None] | None,
+        session_date: date | None,
+        therapist_pid: str | None,
+        source: tuple[str, str, int | None],
+        reason: str | None,
+    ) -> None:
+        day = session_date.isoformat() if session_date else None
+        content = content_of(items, day, therapist_pid) if items is not None else None
+        previous = self.state.last_event.get(key)
+        eid = event_id(etype, (self.state.site_id, *key), content, previous)
+        self._append(
+            eid,
+            etype,
+            key[0],
             {
-                "event_id": event_id(
-                    RESPONSE_RECORDED,
-                    site.site_id,
-                    client_pid,
-                    int(rec.session_number),
-                    rec.instrument,
-                    rec.rater_role,
-                    session_date,
-                    rec.items,
-                ),
-                "event_type": RESPONSE_RECORDED,
+                "therapist_pid": therapist_pid,
+                "session_number": key[1],
+                "session_date": session_date,
+                "instrument": key[2],
+                "rater_role": key[3],
+                "items": items,
+                "supersedes_event_id": previous,
+            },
+            source,
+            reason,
+        )
+        self.state.last_event[key] = eid
+        if etype == RESPONSE_RETRACTED:
+            self.state.current.pop(key, None)
+        else:
+            self.state.current[key] = content
+
+    def client(self, etype: str, pid: str, source: tuple[str, str, int | None], reason: str | None):
+        previous = self.state.last_client_event.get(pid)
+        eid = event_id(etype, (self.state.site_id, pid), reason, previous)
+        self._append(eid, etype, pid, {"supersedes_event_id": previous}, source, reason)
+        self.state.closed_clients[pid] = etype
+        self.state.last_client_event[pid] = eid
+
+    def _append(self, eid, etype, pid, fields, source, reason) -> None:
+        self.state.seq += 1
+        source_file, sha, row = source
+        self.rows.append(
+            {
+                "event_id": eid,
+                "event_type": etype,
                 "schema_version": SCHEMA_VERSION,
-                "site_id": site.site_id,
-                "client_pid": client_pid,
-                "therapist_pid": therapist_pids.get(rec.therapist_code),
-                "session_number": int(rec.session_number),
-                "session_date": rec.session_date,
-                "instrument": rec.instrument,
-                "rater_role": rec.rater_role,
-                "items": rec.items,
+                "site_id": self.state.site_id,
+                "site_seq": self.state.seq,
+                "client_pid": pid,
+                "reason": reason,
                 "source_file": source_file,
                 "source_sha256": sha,
-                "source_row": int(rec.source_row),
-                "batch_id": batch_id,
-                "actor": f"site:{site.site_id}",
-                "logical_date": logical,
-                "ingested_at": ingested_at,
+                "source_row": row,
+                "batch_id": self.batch_id,
+                "actor": self.actor,
+                "logical_date": self.logical,
+                "ingested_at": self.at,
+                **fields,
             }
         )
-    return pa.Table.from_pylist(rows, schema=EVENT_SCHEMA)
 
 
 def ingest_site(
@@ -160,9 +222,10 @@ def ingest_site(
     registry: Registry | None = None,
     key: PseudonymKey | None = None,
 ) -> SiteIngestResult:
-    """Read the site's inbox, validate, pseudonymize, quarantine and append events.
+    """Ingest the site's new files; files already committed (by content) are recorded no-ops.
 
-    Files already committed (by content hash, whatever their name) are recorded as no-ops.
+    Two ingestions of one site at once serialize on the site's lock; the second then finds
+    every file committed and records a no-op.
     """
     where = where or paths()
     registry = registry or default_registry()
@@ -170,88 +233,82 @@ def ingest_site(
     site = consortium.site(site_id)
     key = key or load_key()
     logical = parse_logical_date(logical_date)
-    ingested_at = datetime.now(UTC)  # audit timestamp only; never used in business logic
-
-    outcomes: list[FileOutcome] = []
-    fresh: list[tuple[Path, str]] = []
-    seen: set[str] = set()
-    for path in _deliveries(site, where):
-        sha = sha256_file(path)
-        if sha in seen:
-            outcomes.append(FileOutcome(path.name, sha, "duplicate_in_batch"))
-        elif delta_store.is_committed(where.event_log, sha):
-            outcomes.append(FileOutcome(path.name, sha, "already_ingested"))
-        else:
-            fresh.append((path, sha))
-        seen.add(sha)
-
-    if not fresh:
-        result = SiteIngestResult(site_id, logical.isoformat(), None, 0, _version(where), outcomes)
-        _audit(where, "ingest", result.as_dict())
-        return result
-
-    batch_id = _batch_id(site_id, logical, [sha for _, sha in fresh])
-    event_parts: list[pa.Table] = []
-    quarantine_parts: list[pa.Table] = []
-    intake_rows: list[dict] = []
-    required = [site.columns[c] for c in ("client_code", "therapist_code", "session_date", "event")]
-    for form in site.forms:
-        required += form.item_columns(registry.get(form.instrument).items)
-    for path, sha in fresh:
-        outcome, events, issues = _ingest_file(
-            path, sha, site, registry, key, required, batch_id, logical, ingested_at
-        )
-        outcomes.append(outcome)
-        event_parts.append(events)
-        quarantine_parts.append(to_table(issues, site_id, path.name, sha, batch_id, logical))
-        intake_rows.append(_intake_row(outcome, site_id, batch_id, logical))
-
-    shas = [sha for _, sha in fresh]
-    metadata = {"bordin.batch_id": batch_id, "bordin.site_id": site_id}
-    quarantine = pa.concat_tables(quarantine_parts)
-    if not all(delta_store.is_committed(where.quarantine, s) for s in shas):
-        delta_store.append(where.quarantine, quarantine, shas, metadata)
-    intake_path = where.intake
-    if not all(delta_store.is_committed(intake_path, s) for s in shas):
-        delta_store.append(
-            intake_path, pa.Table.from_pylist(intake_rows, schema=INTAKE_SCHEMA), shas, metadata
-        )
-    events = pa.concat_tables(event_parts)
-    version = delta_store.append(where.event_log, events, shas, metadata)
-    result = SiteIngestResult(site_id, logical.isoformat(), batch_id, events.num_rows, version)
-    result.files = sorted(outcomes, key=lambda o: o.source_file)
+    with exclusive_lock(where.locks / f"{site_id}.lock", wait=True):
+        result = _ingest_locked(site, logical, where, registry, key)
+    crash_point("ingest.after_commit_before_mark")
     _audit(where, "ingest", result.as_dict())
-    log.info(
-        "site %s: %d events from %d new file(s), log version %d",
-        site_id,
-        events.num_rows,
-        len(fresh),
-        version,
-    )
     return result
 
 
-def _ingest_file(
+def _ingest_locked(
+    site: SiteConfig, logical: date, where: Paths, registry: Registry, key: PseudonymKey
+) -> SiteIngestResult:
+    outcomes: list[FileOutcome] = []
+    fresh: list[tuple[Path, str, str]] = []
+    seen: set[str] = set()
+    for path, kind in _deliveries(site, where):
+        sha = sha256_file(path)
+        if sha in seen:
+            outcomes.append(FileOutcome(path.name, sha, "duplicate_in_batch", kind))
+        elif delta_store.is_committed(where.event_log, sha):
+            outcomes.append(FileOutcome(path.name, sha, "already_ingested", kind))
+        else:
+            fresh.append((path, sha, kind))
+        seen.add(sha)
+    if not fresh:
+        version = delta_store.current_version(where.event_log)
+        return SiteIngestResult(site.site_id, logical.isoformat(), None, 0, version, outcomes)
+
+    shas = [sha for _, sha, _ in fresh]
+    batch_id = _batch_id(site.site_id, logical, shas)
+    state = SiteState.load(where.event_log, site.site_id)
+    emitter = _Emitter(state, batch_id, logical, f"site:{site.site_id}", datetime.now(UTC))
+    quarantine_parts: list[pa.Table] = []
+    intake_rows: list[dict] = []
+    for path, sha, kind in fresh:
+        if kind == "withdrawals":
+            outcome, issues = _ingest_withdrawals(path, sha, site, key, emitter)
+        else:
+            outcome, issues = _ingest_export(path, sha, site, registry, key, logical, emitter)
+        outcomes.append(outcome)
+        quarantine_parts.append(to_table(issues, site.site_id, path.name, sha, batch_id, logical))
+        intake_rows.append(_intake_row(outcome, site.site_id, batch_id, logical))
+
+    metadata = {"bordin.batch_id": batch_id, "bordin.site_id": site.site_id}
+    if not all(delta_store.is_committed(where.quarantine, s) for s in shas):
+        delta_store.append(where.quarantine, pa.concat_tables(quarantine_parts), shas, metadata)
+    if not all(delta_store.is_committed(where.intake, s) for s in shas):
+        intake = pa.Table.from_pylist(intake_rows, schema=INTAKE_SCHEMA)
+        delta_store.append(where.intake, intake, shas, metadata)
+    events = pa.Table.from_pylist(emitter.rows, schema=EVENT_SCHEMA)
+    version = delta_store.append(where.event_log, events, shas, metadata)
+    log.info("site %s: %d events, log version %d", site.site_id, events.num_rows, version)
+    result = SiteIngestResult(site.site_id, logical.isoformat(), batch_id, events.num_rows, version)
+    result.files = sorted(outcomes, key=lambda o: o.source_file)
+    return result
+
+
+def _ingest_export(
     path: Path,
     sha: str,
     site: SiteConfig,
     registry: Registry,
     key: PseudonymKey,
-    required: list[str],
-    batch_id: str,
     logical: date,
-    ingested_at: datetime,
-) -> tuple[FileOutcome, pa.Table, list[Issue]]:
+    emitter: _Emitter,
+) -> tuple[FileOutcome, list[Issue]]:
+    required = [site.columns[c] for c in ("client_code", "therapist_code", "session_date", "event")]
+    for form in site.forms:
+        required += form.item_columns(registry.get(form.instrument).items)
     read = read_redcap_csv(path, required)
     if read.frame is None:
         assert read.issue is not None
         outcome = FileOutcome(path.name, sha, "rejected", rows_in=read.rows_in)
         outcome.quarantine_records = 1
-        return outcome, EVENT_SCHEMA.empty_table(), [read.issue]
+        return outcome, [read.issue]
     validated = validate_site_rows(read.frame, site, registry, logical)
     if not validated.conserved():
         raise AssertionError(f"conservation broken for {path.name}: {validated}")
-    events = _events_table(validated, site, key, path.name, sha, batch_id, logical, ingested_at)
     outcome = FileOutcome(
         path.name,
         sha,
@@ -261,9 +318,181 @@ def _ingest_file(
         accepted=validated.accepted,
         quarantined=validated.quarantined,
         not_administered=validated.not_administered,
-        quarantine_records=len(validated.issues),
     )
-    return outcome, events, validated.issues
+    issues = list(validated.issues)
+    admins = _pseudonymize(validated.administrations, site, key)
+    state = emitter.state
+    closed = admins["client_pid"].isin(list(state.closed_clients))
+    for rec in admins[closed].itertuples(index=False):
+        issues.append(
+            Issue(
+                int(rec.source_row),
+                None,
+                rec.instrument,
+                f"client.{state.closed_clients[rec.client_pid]}",
+                "identity",
+                "this client withdrew consent or was erased; the delivered values are not stored",
+            )
+        )
+    outcome.accepted -= int(closed.sum())
+    outcome.quarantined += int(closed.sum())
+    admins = admins[~closed].sort_values("source_row", kind="stable")
+    held = {
+        (key.pseudonym(site.site_id, "client", code), session, instrument, role)
+        for code, session, instrument, role in validated.held_keys
+    }
+    plan = _diff(admins, held, state, site)
+    if plan.rejected:
+        outcome.status = "rejected"
+        outcome.quarantined += outcome.accepted
+        outcome.accepted = 0
+        outcome.quarantine_records = 1
+        return outcome, [plan.rejected]
+    source = (path.name, sha)
+    for rec, etype in plan.changes:
+        emitter.response(
+            etype,
+            (rec.client_pid, int(rec.session_number), rec.instrument, rec.rater_role),
+            items=list(rec.items),
+            session_date=rec.session_date,
+            therapist_pid=rec.therapist_pid,
+            source=(*source, int(rec.source_row)),
+            reason="changed in the site's export" if etype == RESPONSE_AMENDED else None,
+        )
+    for gone in plan.retractions:
+        emitter.response(
+            RESPONSE_RETRACTED,
+            gone,
+            items=None,
+            session_date=None,
+            therapist_pid=None,
+            source=(*source, None),
+            reason="absent from the site's full export",
+        )
+    outcome.recorded = sum(1 for _, t in plan.changes if t == RESPONSE_RECORDED)
+    outcome.amended = sum(1 for _, t in plan.changes if t == RESPONSE_AMENDED)
+    outcome.retracted = len(plan.retractions)
+    outcome.unchanged = plan.unchanged
+    outcome.quarantine_records = len(issues)
+    return outcome, issues
+
+
+@dataclass
+class _Plan:
+    changes: list[tuple[object, str]]
+    retractions: list[Key]
+    unchanged: int
+    rejected: Issue | None = None
+
+
+def _diff(admins: pd.DataFrame, held: set[Key], state: SiteState, site: SiteConfig) -> _Plan:
+    """Compare one export with the current state without touching the state yet."""
+    changes: list[tuple[object, str]] = []
+    unchanged = 0
+    present: set[Key] = set(held)
+    for rec in admins.itertuples(index=False):
+        k = (rec.client_pid, int(rec.session_number), rec.instrument, rec.rater_role)
+        present.add(k)
+        content = content_of(list(rec.items), rec.session_date.isoformat(), rec.therapist_pid)
+        if k not in state.current:
+            changes.append((rec, RESPONSE_RECORDED))
+        elif state.current[k] != content:
+            changes.append((rec, RESPONSE_AMENDED))
+        else:
+            unchanged += 1
+    retractions: list[Key] = []
+    if site.delivery == "snapshot":
+        retractions = sorted(
+            k for k in state.current if k not in present and k[0] not in state.closed_clients
+        )
+        live = len([k for k in state.current if k[0] not in state.closed_clients])
+        if live and len(retractions) > site.max_retraction_fraction * live:
+            return _Plan(
+                [],
+                [],
+                0,
+                Issue(
+                    None,
+                    None,
+                    None,
+                    "snapshot.mass_retraction",
+                    "conflict",
+                    f"this full export would retract {len(retractions)} of the site's {live} "
+                    f"current administrations (limit {site.max_retraction_fraction:.0%}); it is "
+                    "treated as a broken export and nothing from it is applied. Re-export, or "
+                    "raise max_retraction_fraction for this site if the deletions are real.",
+                ),
+            )
+    return _Plan(changes, retractions, unchanged)
+
+
+def _pseudonymize(admins: pd.DataFrame, site: SiteConfig, key: PseudonymKey) -> pd.DataFrame:
+    clients = {c: key.pseudonym(site.site_id, "client", c) for c in set(admins.client_code)}
+    therapists = {
+        t: key.pseudonym(site.site_id, "therapist", t) for t in set(admins.therapist_code) if t
+    }
+    out = admins.assign(
+        client_pid=admins.client_code.map(clients),
+        therapist_pid=admins.therapist_code.map(lambda t: therapists.get(t)),
+    )
+    return out.drop(columns=["client_code", "therapist_code"])
+
+
+def _ingest_withdrawals(
+    path: Path, sha: str, site: SiteConfig, key: PseudonymKey, emitter: _Emitter
+) -> tuple[FileOutcome, list[Issue]]:
+    """One client code per row; a withdrawal already on record is accepted as unchanged."""
+    assert site.withdrawals is not None
+    config = site.withdrawals
+    outcome = FileOutcome(path.name, sha, "ingested", kind="withdrawals")
+    try:
+        text = path.read_bytes().decode("utf-8-sig")
+    except UnicodeDecodeError:
+        issue = Issue(None, None, None, "file.encoding", "encoding", "withdrawal file is not UTF-8")
+        outcome.status, outcome.quarantine_records = "rejected", 1
+        return outcome, [issue]
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    if not reader.fieldnames or config.client_code_column not in reader.fieldnames:
+        issue = Issue(
+            None,
+            config.client_code_column,
+            None,
+            "file.missing_columns",
+            "schema",
+            f"withdrawal file has no column {config.client_code_column!r}",
+        )
+        outcome.status, outcome.quarantine_records = "rejected", 1
+        return outcome, [issue]
+    issues: list[Issue] = []
+    for row_number, row in enumerate(reader, start=2):
+        outcome.rows_in += 1
+        outcome.offered += 1
+        code = (row.get(config.client_code_column) or "").strip()
+        if not code:
+            issues.append(
+                Issue(
+                    row_number,
+                    config.client_code_column,
+                    None,
+                    "withdrawal.client_code_blank",
+                    "identity",
+                    "withdrawal row has no client code",
+                )
+            )
+            outcome.quarantined += 1
+            continue
+        outcome.accepted += 1
+        pid = key.pseudonym(site.site_id, "client", code)
+        if pid in emitter.state.closed_clients:
+            outcome.unchanged += 1
+            continue
+        reason = (row.get(config.reason_column) or "").strip() if config.reason_column else ""
+        emitter.client(
+            CONSENT_WITHDRAWN, pid, (path.name, sha, row_number), reason or "consent withdrawn"
+        )
+        outcome.withdrawn += 1
+    outcome.quarantine_records = len(issues)
+    return outcome, issues
 
 
 def _intake_row(outcome: FileOutcome, site_id: str, batch_id: str, logical: date) -> dict:
@@ -273,6 +502,7 @@ def _intake_row(outcome: FileOutcome, site_id: str, batch_id: str, logical: date
         "source_sha256": outcome.sha256,
         "batch_id": batch_id,
         "logical_date": logical,
+        "kind": outcome.kind,
         "status": outcome.status,
         "rows_in": outcome.rows_in,
         "administrations_offered": outcome.offered,
@@ -280,11 +510,12 @@ def _intake_row(outcome: FileOutcome, site_id: str, batch_id: str, logical: date
         "administrations_quarantined": outcome.quarantined,
         "administrations_not_administered": outcome.not_administered,
         "quarantine_records": outcome.quarantine_records,
+        "events_recorded": outcome.recorded,
+        "events_amended": outcome.amended,
+        "events_retracted": outcome.retracted,
+        "events_withdrawn": outcome.withdrawn,
+        "unchanged": outcome.unchanged,
     }
-
-
-def _version(where: Paths) -> int | None:
-    return delta_store.current_version(where.event_log)
 
 
 def _audit(where: Paths, step: str, payload: dict) -> None:

@@ -39,6 +39,10 @@ class Paths:
         return self.home / "restricted" / "intake"
 
     @property
+    def locks(self) -> Path:
+        return self.home / "restricted" / "locks"
+
+    @property
     def build_dir(self) -> Path:
         return self.home / "build"
 

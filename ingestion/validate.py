@@ -27,6 +27,9 @@ class Validated:
     accepted: int = 0
     quarantined: int = 0
     not_administered: int = 0
+    # Natural keys (client code, session, instrument, rater) present in the file but held in
+    # quarantine: a snapshot must not read them as deleted.
+    held_keys: set[tuple[str, int, str, str]] = field(default_factory=set)
 
     def conserved(self) -> bool:
         return self.offered == self.accepted + self.quarantined + self.not_administered
@@ -185,6 +188,8 @@ def validate_site_rows(
     # A broken line has no trustworthy cells: each of its questionnaires is quarantined, never
     # mistaken for "not administered".
     unreadable = set(frame.loc[frame["__ragged"], "__source_row"].astype(int))
+    client_codes = frame[cols["client_code"]].fillna("").str.strip().to_numpy()
+    sessions = session_number.to_numpy(dtype=float)
     for form in site.forms:
         instrument = registry.get(form.instrument)
         values, item_problems, answered = _form_items(frame, form, instrument)
@@ -198,6 +203,15 @@ def validate_site_rows(
             issues = row_problems.get(row, []) + item_problems.get(row, [])
             if issues:
                 out.quarantined += 1
+                if client_codes[i] and not np.isnan(sessions[i]):
+                    out.held_keys.add(
+                        (
+                            client_codes[i],
+                            int(sessions[i]),
+                            instrument.instrument_id,
+                            form.rater_role,
+                        )
+                    )
                 out.issues.extend(
                     Issue(
                         p.source_row,
@@ -229,8 +243,9 @@ def validate_site_rows(
         )
         parts.append(part)
     admins = pd.concat(parts, ignore_index=True) if parts else out.administrations
-    admins, dup_issues, n_dup = _resolve_duplicates(admins)
+    admins, dup_issues, n_dup, conflicted = _resolve_duplicates(admins)
     out.issues.extend(dup_issues)
+    out.held_keys |= conflicted
     out.accepted = len(admins)
     out.quarantined += n_dup
     out.administrations = admins
@@ -241,10 +256,12 @@ def _items_list(values: np.ndarray) -> list[float | None]:
     return [None if np.isnan(v) else float(v) for v in values]
 
 
-def _resolve_duplicates(admins: pd.DataFrame) -> tuple[pd.DataFrame, list[Issue], int]:
+def _resolve_duplicates(
+    admins: pd.DataFrame,
+) -> tuple[pd.DataFrame, list[Issue], int, set[tuple[str, int, str, str]]]:
     """Exact repeats keep their first copy; conflicting versions of one key are all held back."""
     if admins.empty:
-        return admins, [], 0
+        return admins, [], 0, set()
     key = ["client_code", "session_number", "instrument", "rater_role"]
     content = admins["items"].map(tuple).astype(str) + "|" + admins["session_date"].astype(str)
     content = content + "|" + admins["therapist_code"].astype(str)
@@ -280,7 +297,11 @@ def _resolve_duplicates(admins: pd.DataFrame) -> tuple[pd.DataFrame, list[Issue]
             )
         )
     kept = admins[~conflict & first].drop(columns="__content").reset_index(drop=True)
-    return kept, issues, int(conflict.sum() + exact_repeat.sum())
+    conflicted = {
+        (r.client_code, int(r.session_number), r.instrument, r.rater_role)
+        for r in admins[conflict].itertuples()
+    }
+    return kept, issues, int(conflict.sum() + exact_repeat.sum()), conflicted
 
 
 def parse_logical_date(value: str | date | datetime) -> date:
