@@ -267,11 +267,13 @@ def _ingest_locked(
     intake_rows: list[dict] = []
     for path, sha, kind in fresh:
         if kind == "withdrawals":
-            outcome, issues = _ingest_withdrawals(path, sha, site, key, emitter)
+            outcome, issues, pids = _ingest_withdrawals(path, sha, site, key, emitter)
         else:
-            outcome, issues = _ingest_export(path, sha, site, registry, key, logical, emitter)
+            outcome, issues, pids = _ingest_export(path, sha, site, registry, key, logical, emitter)
         outcomes.append(outcome)
-        quarantine_parts.append(to_table(issues, site.site_id, path.name, sha, batch_id, logical))
+        quarantine_parts.append(
+            to_table(issues, site.site_id, path.name, sha, batch_id, logical, pids)
+        )
         intake_rows.append(_intake_row(outcome, site.site_id, batch_id, logical))
 
     metadata = {"bordin.batch_id": batch_id, "bordin.site_id": site.site_id}
@@ -296,7 +298,7 @@ def _ingest_export(
     key: PseudonymKey,
     logical: date,
     emitter: _Emitter,
-) -> tuple[FileOutcome, list[Issue]]:
+) -> tuple[FileOutcome, list[Issue], dict[int, str]]:
     required = [site.columns[c] for c in ("client_code", "therapist_code", "session_date", "event")]
     for form in site.forms:
         required += form.item_columns(registry.get(form.instrument).items)
@@ -305,7 +307,8 @@ def _ingest_export(
         assert read.issue is not None
         outcome = FileOutcome(path.name, sha, "rejected", rows_in=read.rows_in)
         outcome.quarantine_records = 1
-        return outcome, [read.issue]
+        return outcome, [read.issue], {}
+    row_pids = _row_pids(read.frame, site, key)
     validated = validate_site_rows(read.frame, site, registry, logical)
     if not validated.conserved():
         raise AssertionError(f"conservation broken for {path.name}: {validated}")
@@ -347,7 +350,7 @@ def _ingest_export(
         outcome.quarantined += outcome.accepted
         outcome.accepted = 0
         outcome.quarantine_records = 1
-        return outcome, [plan.rejected]
+        return outcome, [plan.rejected], row_pids
     source = (path.name, sha)
     for rec, etype in plan.changes:
         emitter.response(
@@ -374,7 +377,13 @@ def _ingest_export(
     outcome.retracted = len(plan.retractions)
     outcome.unchanged = plan.unchanged
     outcome.quarantine_records = len(issues)
-    return outcome, issues
+    return outcome, issues, row_pids
+
+
+def _row_pids(frame: pd.DataFrame, site: SiteConfig, key: PseudonymKey) -> dict[int, str]:
+    codes = frame[site.columns["client_code"]].fillna("").str.strip()
+    pids = {c: key.pseudonym(site.site_id, "client", c) for c in set(codes) if c}
+    return {int(r): pids[c] for r, c in zip(frame["__source_row"], codes, strict=True) if c}
 
 
 @dataclass
@@ -440,7 +449,7 @@ def _pseudonymize(admins: pd.DataFrame, site: SiteConfig, key: PseudonymKey) -> 
 
 def _ingest_withdrawals(
     path: Path, sha: str, site: SiteConfig, key: PseudonymKey, emitter: _Emitter
-) -> tuple[FileOutcome, list[Issue]]:
+) -> tuple[FileOutcome, list[Issue], dict[int, str]]:
     """One client code per row; a withdrawal already on record is accepted as unchanged."""
     assert site.withdrawals is not None
     config = site.withdrawals
@@ -450,7 +459,7 @@ def _ingest_withdrawals(
     except UnicodeDecodeError:
         issue = Issue(None, None, None, "file.encoding", "encoding", "withdrawal file is not UTF-8")
         outcome.status, outcome.quarantine_records = "rejected", 1
-        return outcome, [issue]
+        return outcome, [issue], {}
     reader = csv.DictReader(io.StringIO(text, newline=""))
     if not reader.fieldnames or config.client_code_column not in reader.fieldnames:
         issue = Issue(
@@ -462,7 +471,7 @@ def _ingest_withdrawals(
             f"withdrawal file has no column {config.client_code_column!r}",
         )
         outcome.status, outcome.quarantine_records = "rejected", 1
-        return outcome, [issue]
+        return outcome, [issue], {}
     issues: list[Issue] = []
     for row_number, row in enumerate(reader, start=2):
         outcome.rows_in += 1
@@ -492,7 +501,7 @@ def _ingest_withdrawals(
         )
         outcome.withdrawn += 1
     outcome.quarantine_records = len(issues)
-    return outcome, issues
+    return outcome, issues, {}
 
 
 def _intake_row(outcome: FileOutcome, site_id: str, batch_id: str, logical: date) -> dict:

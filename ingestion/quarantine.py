@@ -29,6 +29,7 @@ QUARANTINE_SCHEMA = pa.schema(
         ("source_file", pa.string()),
         ("source_sha256", pa.string()),
         ("source_row", pa.int64()),
+        ("client_pid", pa.string()),
         ("column_name", pa.string()),
         ("instrument", pa.string()),
         ("rule_id", pa.string()),
@@ -59,11 +60,20 @@ class Issue:
 
 
 def to_table(
-    issues: list[Issue], site_id: str, source_file: str, sha256: str, batch_id: str, logical_date
+    issues: list[Issue],
+    site_id: str,
+    source_file: str,
+    sha256: str,
+    batch_id: str,
+    logical_date,
+    client_pids: dict[int, str] | None = None,
 ) -> pa.Table:
+    """Rows as stored; `client_pids` (source row -> pseudonym) lets erasure find them later."""
+    pids = client_pids or {}
     rows = [
         {
             **asdict(issue),
+            "client_pid": pids.get(issue.source_row) if issue.source_row is not None else None,
             "site_id": site_id,
             "source_file": source_file,
             "source_sha256": sha256,

@@ -7,6 +7,7 @@ not code. Files are validated on load so a wrong constant fails loudly, naming f
 from __future__ import annotations
 
 import hashlib
+import os
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -24,12 +25,39 @@ SCORINGS = {"sum"}
 MISSING_METHODS = {"prorate_mean"}
 RATER_ROLES = {"client", "therapist", "observer"}
 CASENESS_OPERATORS = {">=", "<"}
+NHS_TT_ROLES = {"depression", "anxiety"}
+JT_SAMPLE = "sample"
+JT_CASENESS = "caseness"
 
 
 @dataclass(frozen=True)
 class Band:
     band: str
     min: float
+
+
+@dataclass(frozen=True)
+class AllianceConcern:
+    """An alliance instrument's own concern rule (e.g. SRS: total < 36, or a drop of >= 1)."""
+
+    below: float | None
+    drop_from_previous: float | None
+
+
+@dataclass(frozen=True)
+class JacobsonTruax:
+    """Jacobson & Truax (1991) constants: S_diff = sqrt(2) * sd_pre * sqrt(1 - reliability).
+
+    sd_pre None means "the consortium's own baseline SD" (computed in dbt); the cutoff is the
+    point between the dysfunctional and functional range, on the side `cutoff_operator` names
+    as dysfunctional (score <operator> cutoff).
+    """
+
+    reliability: float
+    sd_pre: float | None
+    cutoff: float
+    cutoff_operator: str
+    cutoff_method: str
 
 
 @dataclass(frozen=True)
@@ -54,6 +82,9 @@ class Instrument:
     severity_bands: tuple[Band, ...]
     reliable_change: float | None
     provenance: dict[str, str]
+    alliance_concern: AllianceConcern | None = None
+    jacobson_truax: JacobsonTruax | None = None
+    nhs_talking_therapies: str | None = None
 
     @property
     def total_min(self) -> float:
@@ -102,6 +133,92 @@ def _item_numbers(value: Any, n_items: int, file: Path, key: str) -> tuple[int, 
     if len(set(value)) != len(value):
         raise ConfigError(file, key, "lists an item twice")
     return tuple(value)
+
+
+def _number(doc: dict[str, Any], key: str, file: Path, where: str) -> float | None:
+    value = doc.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        raise ConfigError(file, f"{where}.{key}", f"must be a number, got {value!r}")
+    return float(value)
+
+
+def _require_provenance(provenance: dict[str, Any], key: str, file: Path) -> None:
+    if not str(provenance.get(key) or "").strip():
+        raise ConfigError(file, f"provenance.{key}", f"is required when {key} is set")
+
+
+def _alliance_concern(doc: Any, construct: str, file: Path) -> AllianceConcern | None:
+    """Optional concern rule of an alliance measure; null for instruments without one."""
+    if doc is None:
+        return None
+    key = "alliance_concern"
+    if construct != "alliance":
+        raise ConfigError(file, key, "applies only to alliance instruments")
+    if not isinstance(doc, dict):
+        raise ConfigError(file, key, "must be null or {below, drop_from_previous}")
+    unknown = sorted(set(doc) - {"below", "drop_from_previous"})
+    if unknown:
+        raise ConfigError(file, key, f"unknown field(s) {unknown}")
+    below = _number(doc, "below", file, key)
+    drop = _number(doc, "drop_from_previous", file, key)
+    if below is None and drop is None:
+        raise ConfigError(file, key, "needs below, drop_from_previous or both")
+    if drop is not None and drop <= 0:
+        raise ConfigError(file, f"{key}.drop_from_previous", "must be positive")
+    return AllianceConcern(below, drop)
+
+
+def _jacobson_truax(
+    doc: Any, construct: str, direction: str, caseness: dict | None, file: Path
+) -> JacobsonTruax | None:
+    """Optional JT constants; the cutoff is the caseness threshold or criterion c from norms."""
+    if doc is None:
+        return None
+    key = "jacobson_truax"
+    if construct != "outcome":
+        raise ConfigError(file, key, "applies only to outcome instruments")
+    if not isinstance(doc, dict):
+        raise ConfigError(file, key, "must be null or {reliability, sd_pre, cutoff}")
+    reliability = _number(doc, "reliability", file, key)
+    if reliability is None or not 0 < reliability < 1:
+        raise ConfigError(file, f"{key}.reliability", "must be a number in (0, 1)")
+    sd_doc = doc.get("sd_pre", JT_SAMPLE)
+    if sd_doc == JT_SAMPLE:
+        sd_pre = None
+    else:
+        sd_pre = _number(doc, "sd_pre", file, key)
+        if sd_pre is None or sd_pre <= 0:
+            raise ConfigError(file, f"{key}.sd_pre", f"must be {JT_SAMPLE!r} or a positive number")
+    cutoff_doc = doc.get("cutoff")
+    if cutoff_doc == JT_CASENESS:
+        if caseness is None:
+            raise ConfigError(file, f"{key}.cutoff", "is 'caseness' but the instrument has none")
+        return JacobsonTruax(
+            reliability, sd_pre, float(caseness["threshold"]), caseness["operator"], JT_CASENESS
+        )
+    if not isinstance(cutoff_doc, dict):
+        raise ConfigError(
+            file,
+            f"{key}.cutoff",
+            "must be 'caseness' or {clinical_mean, clinical_sd, functional_mean, functional_sd}",
+        )
+    where = f"{key}.cutoff"
+    norms: dict[str, float] = {}
+    for name in ("clinical_mean", "clinical_sd", "functional_mean", "functional_sd"):
+        value = _number(cutoff_doc, name, file, where)
+        if value is None or name.endswith("_sd") and value <= 0:
+            raise ConfigError(file, f"{where}.{name}", "must be a number (SDs positive)")
+        norms[name] = value
+    m_clin, sd_clin = norms["clinical_mean"], norms["clinical_sd"]
+    m_func, sd_func = norms["functional_mean"], norms["functional_sd"]
+    worse_is_higher = direction == "higher_is_worse"
+    if (m_clin > m_func) != worse_is_higher:
+        raise ConfigError(file, where, f"clinical_mean is on the wrong side for {direction}")
+    # Jacobson & Truax criterion c: weighted midpoint of the two norm means.
+    c = (sd_clin * m_func + sd_func * m_clin) / (sd_clin + sd_func)
+    return JacobsonTruax(reliability, sd_pre, c, ">=" if worse_is_higher else "<", "c")
 
 
 def parse_instrument(doc: Any, file: Path) -> Instrument:
@@ -155,10 +272,26 @@ def parse_instrument(doc: Any, file: Path) -> Instrument:
     for role in roles:
         _one_of(role, RATER_ROLES, file, "rater_roles")
     provenance = _require(doc, "provenance", file, dict)
+    construct = _one_of(doc.get("construct"), CONSTRUCTS, file, "construct")
+    direction = _one_of(doc.get("direction"), DIRECTIONS, file, "direction")
+    concern = _alliance_concern(doc.get("alliance_concern"), construct, file)
+    jt = _jacobson_truax(doc.get("jacobson_truax"), construct, direction, caseness, file)
+    nhs_role = doc.get("nhs_talking_therapies")
+    if nhs_role is not None:
+        _one_of(nhs_role, NHS_TT_ROLES, file, "nhs_talking_therapies")
+        if construct != "outcome" or caseness is None or rc is None:
+            raise ConfigError(
+                file,
+                "nhs_talking_therapies",
+                "needs an outcome instrument with caseness and reliable_change",
+            )
+    for key, value in (("alliance_concern", concern), ("jacobson_truax", jt)):
+        if value is not None:
+            _require_provenance(provenance, key, file)
     return Instrument(
         instrument_id=iid,
         name=_require(doc, "name", file, str),
-        construct=_one_of(doc.get("construct"), CONSTRUCTS, file, "construct"),
+        construct=construct,
         rater_roles=tuple(roles),
         items=n_items,
         item_min=item_min,
@@ -170,17 +303,24 @@ def parse_instrument(doc: Any, file: Path) -> Instrument:
         max_missing=max_missing,
         subscale_max_missing=subscale_max_missing,
         missing_method=_one_of(missing.get("method"), MISSING_METHODS, file, "missing.method"),
-        direction=_one_of(doc.get("direction"), DIRECTIONS, file, "direction"),
+        direction=direction,
         caseness_operator=caseness["operator"] if caseness else None,
         caseness_threshold=float(caseness["threshold"]) if caseness else None,
         severity_bands=bands,
         reliable_change=float(rc) if rc is not None else None,
         provenance={str(k): str(v) for k, v in provenance.items()},
+        alliance_concern=concern,
+        jacobson_truax=jt,
+        nhs_talking_therapies=nhs_role,
     )
 
 
-def load_registry(directory: Path = INSTRUMENTS_DIR) -> Registry:
-    """Read every instrument file; the hash goes into release manifests as the rule-set version."""
+def load_registry(directory: Path | None = None) -> Registry:
+    """Read every instrument file; the hash goes into release manifests as the rule-set version.
+
+    $BORDIN_REGISTRY_DIR points a rebuild at the registry copy an old release carries.
+    """
+    directory = directory or Path(os.environ.get("BORDIN_REGISTRY_DIR", INSTRUMENTS_DIR))
     digest = hashlib.sha256()
     instruments: dict[str, Instrument] = {}
     files = sorted(directory.glob("*.yml"))
@@ -195,7 +335,24 @@ def load_registry(directory: Path = INSTRUMENTS_DIR) -> Registry:
             raise ConfigError(file, "<yaml>", f"is not valid YAML: {exc}") from exc
         instrument = parse_instrument(doc, file)
         instruments[instrument.instrument_id] = instrument
+    _check_nhs_roles(instruments, directory)
     return Registry(instruments=instruments, sha256=digest.hexdigest())
+
+
+def _check_nhs_roles(instruments: dict[str, Instrument], directory: Path) -> None:
+    """NHS Talking Therapies pairs one depression and one anxiety measure: never two of a role."""
+    seen: dict[str, str] = {}
+    for iid, inst in sorted(instruments.items()):
+        role = inst.nhs_talking_therapies
+        if role is None:
+            continue
+        if role in seen:
+            raise ConfigError(
+                directory / f"{iid}.yml",
+                "nhs_talking_therapies",
+                f"{role!r} is already the role of {seen[role]}",
+            )
+        seen[role] = iid
 
 
 @cache
@@ -223,10 +380,26 @@ def instruments_table(registry: Registry) -> pa.Table:
             "caseness_operator": i.caseness_operator,
             "caseness_threshold": i.caseness_threshold,
             "reliable_change": i.reliable_change,
+            **_science_columns(i),
         }
         for i in registry.instruments.values()
     ]
     return pa.Table.from_pylist(rows, schema=_INSTRUMENTS_SCHEMA)
+
+
+def _science_columns(i: Instrument) -> dict[str, Any]:
+    """The optional science constants, flattened; null where the instrument has none."""
+    concern, jt = i.alliance_concern, i.jacobson_truax
+    return {
+        "concern_below": concern.below if concern else None,
+        "concern_drop_from_previous": concern.drop_from_previous if concern else None,
+        "jt_reliability": jt.reliability if jt else None,
+        "jt_sd_pre": jt.sd_pre if jt else None,
+        "jt_cutoff": jt.cutoff if jt else None,
+        "jt_cutoff_operator": jt.cutoff_operator if jt else None,
+        "jt_cutoff_method": jt.cutoff_method if jt else None,
+        "nhs_tt_role": i.nhs_talking_therapies,
+    }
 
 
 def items_table(registry: Registry) -> pa.Table:
@@ -282,6 +455,14 @@ _INSTRUMENTS_SCHEMA = pa.schema(
         ("caseness_operator", pa.string()),
         ("caseness_threshold", pa.float64()),
         ("reliable_change", pa.float64()),
+        ("concern_below", pa.float64()),
+        ("concern_drop_from_previous", pa.float64()),
+        ("jt_reliability", pa.float64()),
+        ("jt_sd_pre", pa.float64()),
+        ("jt_cutoff", pa.float64()),
+        ("jt_cutoff_operator", pa.string()),
+        ("jt_cutoff_method", pa.string()),
+        ("nhs_tt_role", pa.string()),
     ]
 )
 _ITEMS_SCHEMA = pa.schema(

@@ -8,17 +8,23 @@ build leaves the previous night's warehouse untouched.
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import yaml
+
 from ingestion import delta_store
-from ingestion.registry import default_registry
-from ingestion.settings import DBT_PROJECT_DIR, Paths, paths
+from ingestion.crash_points import crash_point
+from ingestion.registry import load_registry
+from ingestion.settings import DBT_PROJECT_DIR, INSTRUMENTS_DIR, Paths, paths
 from warehouse.writer_lock import exclusive_writer
 
 
@@ -27,18 +33,42 @@ class BuildError(RuntimeError):
 
 
 @dataclass(frozen=True)
+class Rules:
+    """The rule set a build scores with: the instrument registry and the consortium file."""
+
+    registry_dir: Path
+    consortium_file: Path
+
+    @classmethod
+    def current(cls, where: Paths) -> Rules:
+        registry_dir = Path(os.environ.get("BORDIN_REGISTRY_DIR", INSTRUMENTS_DIR))
+        return cls(registry_dir, where.consortium_file)
+
+
+@dataclass(frozen=True)
 class BuildResult:
     event_log_version: int
     build_db: str
     registry_sha256: str
     consortium_sha256: str
+    registry_dir: str
+    consortium_file: str
+    dbt_vars: dict
     dbt: dict
 
     def as_dict(self) -> dict:
         return asdict(self)
 
 
-def dbt_env(where: Paths, build_db: Path, version: int, threads: int) -> dict[str, str]:
+def dbt_vars() -> dict:
+    """The parameters the marts were computed with (dbt_project.yml defaults; no overrides)."""
+    project = yaml.safe_load((DBT_PROJECT_DIR / "dbt_project.yml").read_text(encoding="utf-8"))
+    return dict(sorted((project.get("vars") or {}).items()))
+
+
+def dbt_env(
+    where: Paths, build_db: Path, build_dir: Path, version: int, threads: int, rules: Rules
+) -> dict[str, str]:
     env = dict(os.environ)
     env.update(
         {
@@ -46,10 +76,11 @@ def dbt_env(where: Paths, build_db: Path, version: int, threads: int) -> dict[st
             "BORDIN_BUILD_DB": str(build_db),
             "BORDIN_EVENT_LOG": str(where.event_log),
             "BORDIN_EVENT_LOG_VERSION": str(version),
-            "BORDIN_CONSORTIUM": str(where.consortium_file),
+            "BORDIN_CONSORTIUM": str(rules.consortium_file),
+            "BORDIN_REGISTRY_DIR": str(rules.registry_dir),
             "BORDIN_DBT_THREADS": str(threads),
-            "DBT_TARGET_PATH": str(where.build_dir / "dbt_target"),
-            "DBT_LOG_PATH": str(where.build_dir / "dbt_logs"),
+            "DBT_TARGET_PATH": str(build_dir / "dbt_target"),
+            "DBT_LOG_PATH": str(build_dir / "dbt_logs"),
             "DBT_SEND_ANONYMOUS_USAGE_STATS": "False",
             "DO_NOT_TRACK": "1",
         }
@@ -67,6 +98,12 @@ def _dbt_command(*args: str) -> list[str]:
         "--profiles-dir",
         str(DBT_PROJECT_DIR),
     ]
+
+
+def _die_with_parent() -> None:
+    """Runs in the dbt child: if the build process is killed, dbt dies too (Linux prctl)."""
+    pr_set_pdeathsig = 1
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
 
 
 def summarize_run_results(target: Path) -> dict:
@@ -90,28 +127,51 @@ def file_sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+def _run_dbt(env: dict[str, str], threads: int) -> subprocess.CompletedProcess:
+    proc = subprocess.Popen(
+        _dbt_command("build", "--threads", str(threads)),
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=_die_with_parent,
+    )
+    if os.environ.get("BORDIN_CRASH_AT") == "build.during_dbt":
+        time.sleep(3)  # let dbt get going, then die mid-build
+        crash_point("build.during_dbt")
+    stdout, stderr = proc.communicate()
+    return subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
+
+
 def build(
-    where: Paths | None = None, *, version: int | None = None, threads: int | None = None
+    where: Paths | None = None,
+    *,
+    version: int | None = None,
+    threads: int | None = None,
+    build_dir: Path | None = None,
+    rules: Rules | None = None,
 ) -> BuildResult:
-    """Run dbt over the event log as of `version` (the latest committed one by default)."""
+    """Run dbt over the event log as of `version` (the latest committed one by default).
+
+    `build_dir` and `rules` let a rebuild of an old release use a scratch folder and the rule
+    set that release carries, without touching the nightly build.
+    """
     where = where or paths()
+    build_dir = build_dir or where.build_dir
+    rules = rules or Rules.current(where)
     threads = threads or int(os.environ.get("BORDIN_DBT_THREADS", "1"))
     pinned = delta_store.current_version(where.event_log) if version is None else version
     if pinned is None:
         raise BuildError(f"the event log at {where.event_log} is empty: nothing was ingested yet")
-    with exclusive_writer(where.build_dir):
-        fresh = where.build_dir / "warehouse.next.duckdb"
+    target_db = build_dir / "warehouse.duckdb"
+    with exclusive_writer(build_dir):
+        fresh = build_dir / "warehouse.next.duckdb"
         for stale in (fresh, fresh.with_suffix(".duckdb.wal")):
             stale.unlink(missing_ok=True)
-        env = dbt_env(where, fresh, pinned, threads)
-        proc = subprocess.run(
-            _dbt_command("build", "--threads", str(threads)),
-            env=env,
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        target = where.build_dir / "dbt_target"
+        (build_dir / "dbt_target" / "run_results.json").unlink(missing_ok=True)
+        env = dbt_env(where, fresh, build_dir, pinned, threads, rules)
+        proc = _run_dbt(env, threads)
+        target = build_dir / "dbt_target"
         summary = (
             summarize_run_results(target)
             if (target / "run_results.json").exists()
@@ -122,15 +182,18 @@ def build(
             raise BuildError(
                 f"dbt build failed (exit {proc.returncode}):\n{tail}\n{proc.stderr[-2000:]}"
             )
-        os.replace(fresh, where.build_db)
+        os.replace(fresh, target_db)
     result = BuildResult(
         event_log_version=pinned,
-        build_db=str(where.build_db),
-        registry_sha256=default_registry().sha256,
-        consortium_sha256=file_sha256(where.consortium_file),
+        build_db=str(target_db),
+        registry_sha256=load_registry(rules.registry_dir).sha256,
+        consortium_sha256=file_sha256(rules.consortium_file),
+        registry_dir=str(rules.registry_dir),
+        consortium_file=str(rules.consortium_file),
+        dbt_vars=dbt_vars(),
         dbt=summary,
     )
-    (where.build_dir / "build_info.json").write_text(
+    (build_dir / "build_info.json").write_text(
         json.dumps(result.as_dict(), indent=2, sort_keys=True), encoding="utf-8"
     )
     return result

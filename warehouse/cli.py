@@ -59,6 +59,59 @@ def cmd_release(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_rebuild(args: argparse.Namespace) -> int:
+    from warehouse.rebuild import rebuild
+
+    report = rebuild(args.release_id, threads=args.threads)
+    for check in report.checks:
+        mark = "ok      " if check.matches else "MISMATCH"
+        print(f"{mark} {check.path}  {check.rebuilt or '-'}")
+    if report.problem:
+        print(f"cannot rebuild {report.release_id}: {report.problem}")
+    verdict = "reproduced" if report.reproduced else "NOT reproduced"
+    print(
+        f"release {report.release_id} (event log v{report.event_log_version}): {verdict}, "
+        f"{sum(c.matches for c in report.checks)}/{len(report.checks)} files identical"
+    )
+    return 0 if report.reproduced else 1
+
+
+def cmd_diff(args: argparse.Namespace) -> int:
+    from warehouse.release_diff import diff_releases
+
+    rows = diff_releases(args.release_a, args.release_b)
+    print(f"{'mart':<34} {'rows a':>8} {'rows b':>8} {'added':>7} {'removed':>8} {'changed':>8}")
+    for d in rows:
+        print(
+            f"{d.mart:<34} {d.rows_a:>8} {d.rows_b:>8} {d.added:>7} {d.removed:>8} {d.changed:>8}"
+        )
+    return 0
+
+
+def cmd_history(args: argparse.Namespace) -> int:
+    from warehouse.history import client_history, format_history
+
+    versions = client_history(
+        args.site, args.client, session=args.session, instrument=args.instrument
+    )
+    print(format_history(versions))
+    return 0
+
+
+def cmd_erase(args: argparse.Namespace) -> int:
+    from warehouse.erasure import erase_client
+
+    report = erase_client(
+        args.site,
+        args.client,
+        reason=args.reason,
+        operator=args.operator,
+        on=date.fromisoformat(args.date),
+    )
+    _print(report.__dict__)
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from warehouse.demo import run_demo
 
@@ -86,6 +139,27 @@ def build_parser() -> argparse.ArgumentParser:
     build.set_defaults(func=cmd_build)
     check = sub.add_parser("check", help="run the data-quality gate over the built marts")
     check.set_defaults(func=cmd_check)
+    rebuild = sub.add_parser("rebuild", help="rebuild a release and verify its content hashes")
+    rebuild.add_argument("release_id")
+    rebuild.add_argument("--threads", type=int, default=None)
+    rebuild.set_defaults(func=cmd_rebuild)
+    diff = sub.add_parser("diff", help="rows added, removed and changed per mart between releases")
+    diff.add_argument("release_a")
+    diff.add_argument("release_b")
+    diff.set_defaults(func=cmd_diff)
+    history = sub.add_parser("history", help="every version of a client's administrations")
+    history.add_argument("--site", required=True)
+    history.add_argument("--client", required=True, help="the site's client code")
+    history.add_argument("--session", type=int)
+    history.add_argument("--instrument")
+    history.set_defaults(func=cmd_history)
+    erase = sub.add_parser("erase", help="erase a client's data from the store, with a record")
+    erase.add_argument("--site", required=True)
+    erase.add_argument("--client", required=True, help="the site's client code")
+    erase.add_argument("--reason", required=True)
+    erase.add_argument("--operator", required=True, help="who performs the erasure")
+    erase.add_argument("--date", default=_today_utc(), help="date of the erasure record")
+    erase.set_defaults(func=cmd_erase)
     return parser
 
 

@@ -19,6 +19,7 @@ from pathlib import Path
 import duckdb
 import pyarrow.parquet as pq
 
+from ingestion.crash_points import crash_point
 from ingestion.settings import REPO_ROOT, Paths, paths
 
 MARTS_SCHEMA = "marts"
@@ -132,6 +133,21 @@ def export_marts(build_db: Path, folder: Path) -> list[dict]:
     return files
 
 
+def copy_rules(build_info: dict, folder: Path) -> list[dict]:
+    """The registry and consortium file the marts were scored with, so a rebuild can use them."""
+    files = []
+    rules = folder / "rules"
+    (rules / "instruments").mkdir(parents=True)
+    sources = [Path(build_info["consortium_file"])]
+    sources += sorted(Path(build_info["registry_dir"]).glob("*.yml"))
+    for source in sources:
+        relative = "consortium.yml" if source == sources[0] else f"instruments/{source.name}"
+        target = rules / relative
+        shutil.copyfile(source, target)
+        files.append({"path": f"rules/{relative}", "rows": None, "sha256": sha256_file(target)})
+    return files
+
+
 def content_sha256(files: list[dict]) -> str:
     """Identity of the release's data: the Parquet hashes (DuckDB files embed no stable bytes)."""
     digest = hashlib.sha256()
@@ -146,6 +162,14 @@ def _fsync_tree(folder: Path) -> None:
         if path.is_file():
             with path.open("rb") as handle:
                 os.fsync(handle.fileno())
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_tree_dir(folder: Path) -> None:
     fd = os.open(folder, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -176,12 +200,14 @@ def publish(
     """Write releases/<id>/ atomically; an identical existing release is a recorded no-op."""
     where = where or paths()
     where.releases.mkdir(parents=True, exist_ok=True)
+    for leftover in where.releases.glob(".staging-*"):  # from a killed publish; never visible
+        shutil.rmtree(leftover, ignore_errors=True)
     staging = where.releases / f".staging-{os.getpid()}"
-    shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir()
     try:
         files = export_marts(Path(build_info["build_db"]), staging)
         content = content_sha256(files)
+        files += copy_rules(build_info, staging)
         version = build_info["event_log_version"]
         release_id = f"{logical_date.isoformat()}_v{version}_{content[:8]}"
         final = where.releases / release_id
@@ -197,6 +223,7 @@ def publish(
             "content_sha256": content,
             "registry_sha256": build_info["registry_sha256"],
             "consortium_sha256": build_info["consortium_sha256"],
+            "parameters": build_info["dbt_vars"],
             "files": files,
             "dbt": build_info["dbt"],
             "gx": gate_summary,
@@ -207,7 +234,10 @@ def publish(
         )
         _make_read_only(staging)
         _fsync_tree(staging)
+        crash_point("release.before_rename")
         os.rename(staging, final)
+        _fsync_tree_dir(where.releases)
+        crash_point("release.after_rename_before_latest")
         _point_latest(where.releases, release_id)
         return ReleaseResult(release_id, str(final), True, content)
     except BaseException:

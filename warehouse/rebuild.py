@@ -1,0 +1,81 @@
+"""Prove a release is the one that was published: rebuild it and compare every content hash.
+
+The rebuild reads the event log at the version the manifest records, scores with the registry
+and consortium file the release carries (`rules/`), builds in a scratch folder (never touching
+the nightly build) and exports the marts the same way publishing does.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from ingestion.settings import Paths, paths
+from warehouse.build import BuildError, Rules, build
+from warehouse.release import export_marts
+
+
+@dataclass(frozen=True)
+class FileCheck:
+    path: str
+    published: str
+    rebuilt: str | None
+
+    @property
+    def matches(self) -> bool:
+        return self.published == self.rebuilt
+
+
+@dataclass(frozen=True)
+class RebuildReport:
+    release_id: str
+    event_log_version: int
+    checks: list[FileCheck]
+    problem: str | None = None
+
+    @property
+    def reproduced(self) -> bool:
+        return self.problem is None and bool(self.checks) and all(c.matches for c in self.checks)
+
+
+def rebuild(
+    release_id: str, where: Paths | None = None, threads: int | None = None
+) -> RebuildReport:
+    where = where or paths()
+    folder = where.releases / release_id
+    manifest_path = folder / "manifest.json"
+    if not manifest_path.is_file():
+        raise FileNotFoundError(f"no release {release_id!r} under {where.releases}")
+    manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    version = int(manifest["event_log_version"])
+    scratch = where.home / "scratch" / f"rebuild-{release_id}"
+    shutil.rmtree(scratch, ignore_errors=True)
+    scratch.mkdir(parents=True)
+    rules = Rules(folder / "rules" / "instruments", folder / "rules" / "consortium.yml")
+    try:
+        result = build(
+            where, version=version, threads=threads, build_dir=scratch / "build", rules=rules
+        )
+    except BuildError as exc:
+        return RebuildReport(release_id, version, [], _explain(str(exc)))
+    files = export_marts(Path(result.build_db), scratch / "release")
+    rebuilt = {f["path"]: f["sha256"] for f in files if f["path"].endswith(".parquet")}
+    checks = [
+        FileCheck(f["path"], f["sha256"], rebuilt.get(f["path"]))
+        for f in manifest["files"]
+        if f["path"].endswith(".parquet")
+    ]
+    checks += [FileCheck(p, "", h) for p, h in rebuilt.items() if p not in {c.path for c in checks}]
+    return RebuildReport(release_id, version, sorted(checks, key=lambda c: c.path))
+
+
+def _explain(message: str) -> str:
+    if "No files found" in message or "not found" in message.lower():
+        return (
+            "the event-log files of this version no longer exist: an erasure removed data this "
+            "release was built from, so it can no longer be rebuilt byte for byte (see README, "
+            f"Erasure). dbt said: {message[-500:]}"
+        )
+    return message[-2000:]
