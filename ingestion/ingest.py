@@ -13,7 +13,6 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
-import json
 import logging
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime
@@ -22,7 +21,7 @@ from pathlib import Path
 import pandas as pd
 import pyarrow as pa
 
-from ingestion import delta_store
+from ingestion import audit, delta_store
 from ingestion.consortium import Consortium, SiteConfig, load_consortium
 from ingestion.crash_points import crash_point
 from ingestion.events import (
@@ -236,7 +235,7 @@ def ingest_site(
     with exclusive_lock(where.locks / f"{site_id}.lock", wait=True):
         result = _ingest_locked(site, logical, where, registry, key)
     crash_point("ingest.after_commit_before_mark")
-    _audit(where, "ingest", result.as_dict())
+    audit.record(where, "ingest", result.as_dict())
     return result
 
 
@@ -525,11 +524,3 @@ def _intake_row(outcome: FileOutcome, site_id: str, batch_id: str, logical: date
         "events_withdrawn": outcome.withdrawn,
         "unchanged": outcome.unchanged,
     }
-
-
-def _audit(where: Paths, step: str, payload: dict) -> None:
-    """Append-only run log: no-ops are recorded too, so a re-run leaves a trace."""
-    where.audit_log.parent.mkdir(parents=True, exist_ok=True)
-    line = json.dumps({"step": step, **payload}, sort_keys=True, default=str)
-    with where.audit_log.open("a", encoding="utf-8") as handle:
-        handle.write(line + "\n")

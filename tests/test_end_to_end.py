@@ -208,6 +208,10 @@ def test_second_night_on_same_inbox_is_a_recorded_no_op(nightly: Path) -> None:
     assert all(a["no_op"] for a in second_night)
     statuses = {f["status"] for a in second_night for f in a["files"]}
     assert statuses <= {"already_ingested", "duplicate_in_batch"}
+    # Every re-run task is recorded, and recorded as a no-op.
+    last = {a["step"]: a for a in audit}
+    assert last["build"]["no_op"] is True and last["release"]["no_op"] is True
+    assert [a["step"] for a in audit].count("build") == 2
 
 
 def test_failing_expectation_publishes_nothing(

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import os
 import re
 from dataclasses import asdict, dataclass, field
@@ -23,7 +22,7 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 
-from ingestion import delta_store
+from ingestion import audit, delta_store
 from ingestion.consortium import SiteConfig, load_consortium
 from ingestion.events import CLIENT_ERASED, EVENT_SCHEMA, SCHEMA_VERSION, event_id
 from ingestion.ingest import INTAKE_SCHEMA, sha256_file
@@ -81,7 +80,7 @@ def erase_client(
     for stale in (where.build_db, where.build_dir / "gate_result.json"):
         stale.unlink(missing_ok=True)
     report.releases_holding_client = _releases_holding(pid, where)
-    _audit(where, report)
+    audit.record(where, "erase", asdict(report))
     return report
 
 
@@ -199,9 +198,3 @@ def _releases_holding(pid: str, where: Paths) -> list[str]:
     finally:
         con.close()
     return holding
-
-
-def _audit(where: Paths, report: ErasureReport) -> None:
-    where.audit_log.parent.mkdir(parents=True, exist_ok=True)
-    with where.audit_log.open("a", encoding="utf-8") as handle:
-        handle.write(json.dumps({"step": "erase", **asdict(report)}, sort_keys=True) + "\n")

@@ -11,6 +11,7 @@ import logging
 from datetime import date
 
 from expectations.gate import registry_range_expectations, run_gate
+from ingestion import audit
 from ingestion.consortium import load_consortium
 from ingestion.ingest import ingest_site
 from ingestion.registry import default_registry
@@ -36,7 +37,15 @@ def ingest_step(site_id: str, logical_date: str | date, where: Paths | None = No
 
 
 def build_step(where: Paths | None = None, threads: int | None = None) -> dict:
-    return build(where or paths(), threads=threads).as_dict()
+    """Rebuild the marts; identical inputs to the previous build are recorded as a no-op."""
+    where = where or paths()
+    info_file = where.build_dir / "build_info.json"
+    before = json.loads(info_file.read_text(encoding="utf-8")) if info_file.exists() else {}
+    result = build(where, threads=threads).as_dict()
+    inputs = ("event_log_version", "registry_sha256", "consortium_sha256", "dbt_vars")
+    same = bool(before) and all(before.get(k) == result[k] for k in inputs)
+    audit.record(where, "build", {**{k: result[k] for k in inputs}, "no_op": same})
+    return result
 
 
 def _registry_ranges() -> dict[str, dict[str, tuple[float, float]]]:
@@ -66,6 +75,9 @@ def check_step(where: Paths | None = None) -> dict:
     (where.build_dir / "gate_result.json").write_text(
         json.dumps(summary, indent=2, sort_keys=True, default=str), encoding="utf-8"
     )
+    audit.record(
+        where, "check", {"success": result.success, "build_db_sha256": summary["build_db_sha256"]}
+    )
     if not result.success:
         bad = [o for o in result.outcomes if o.status in ("failed", "error")]
         lines = [f"{o.mart}.{o.id} {o.status}: {o.message or o.observed}" for o in bad[:20]]
@@ -84,6 +96,11 @@ def release_step(logical_date: str | date, where: Paths | None = None) -> dict:
     if gate.get("build_db_sha256") != sha256_file(where.build_db):
         raise GateFailedError("the build changed after the gate checked it; run check again")
     result = publish(parse_logical_date(logical_date), build_info, gate, where)
+    audit.record(
+        where,
+        "release",
+        {"release_id": result.release_id, "created": result.created, "no_op": not result.created},
+    )
     return {
         "release_id": result.release_id,
         "path": result.path,
