@@ -52,4 +52,7 @@ def _event_log(source_config: SourceConfig) -> pa.Table:
     path = Path(str(source_config["path"]))
     pinned = str(source_config.get("version", "") or "").strip()
     version = int(pinned) if pinned else None
-    return delta_store.read(path, EVENT_SCHEMA, version)
+    # A fixed row order: floating-point sums depend on the order they add up in, and the
+    # Delta files' own order (random names) must not leak into published bits.
+    table = delta_store.read(path, EVENT_SCHEMA, version)
+    return table.sort_by([("site_id", "ascending"), ("site_seq", "ascending")])
