@@ -17,7 +17,20 @@ from ingestion.config_errors import ConfigError
 from ingestion.registry import Registry, default_registry
 
 SITE_ID = re.compile(r"^[a-z][a-z0-9_]{1,31}$")
-FORMATS = {"redcap_csv"}
+FORMATS = {"redcap_csv", "qualtrics_csv", "long_csv", "zip"}
+INNER_FORMATS = {"redcap_csv", "qualtrics_csv", "long_csv"}
+ENCODINGS = {"utf-8", "utf-8-sig", "cp1252"}
+UNFINISHED_MODES = {"quarantine", "skip"}
+# Qualtrics metadata that identifies a respondent: dropped by the reader before anything else
+# sees it, and never allowed as a mapped column.
+QUALTRICS_IDENTIFYING = (
+    "IPAddress",
+    "RecipientLastName",
+    "RecipientFirstName",
+    "RecipientEmail",
+    "LocationLatitude",
+    "LocationLongitude",
+)
 DELIVERY_MODES = {"snapshot", "incremental"}
 REQUIRED_COLUMNS = ("client_code", "therapist_code", "session_date", "event")
 
@@ -44,6 +57,60 @@ class WithdrawalFiles:
 
 
 @dataclass(frozen=True)
+class RedcapOptions:
+    """REDCap per-form status: `<form>_complete` is 0 Incomplete, 1 Unverified, 2 Complete."""
+
+    # instrument id -> its status column, e.g. {wai_sr: alliance_complete}. Forms not listed
+    # are taken whatever their status (the behaviour without this section).
+    status_columns: dict[str, str]
+    # Count 1 = Unverified as well as 2 = Complete.
+    accept_unverified: bool = False
+
+
+@dataclass(frozen=True)
+class QualtricsOptions:
+    """Qualtrics CSV (three header rows): items keyed on ImportId, not on editable names."""
+
+    # ImportId (e.g. QID5_1) -> the column name the rest of the site's config uses.
+    import_ids: dict[str, str]
+    # A response that is not Finished: quarantined with a reason, or skipped and counted as
+    # not administered.
+    unfinished: str = "quarantine"
+    # When set, a response with Progress >= this counts even if not Finished.
+    min_progress: float | None = None
+    encoding: str = "utf-8-sig"
+    # Further columns (by header name or ImportId) dropped like the identifying metadata.
+    drop_columns: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class LongCsvOptions:
+    """A feedback-system long table: one row per measure per session, pivoted to wide."""
+
+    measure_column: str
+    # Value in the measure column -> instrument id (one of the site's forms).
+    measures: dict[str, str]
+    # Where item scores sit in the long file, e.g. "item_{n}".
+    item_column_template: str
+    delimiter: str = ","
+    decimal: str = "."
+    encoding: str = "utf-8-sig"
+    # Measure values present in the file that are not questionnaires to ingest (totals, ORS
+    # when only SRS is configured...): skipped and counted as not administered.
+    skip_measures: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ZipOptions:
+    """A zip holding one export in `format`; extracted in memory, never to disk."""
+
+    format: str
+    member_glob: str = "*.csv"
+    max_members: int = 100
+    max_total_bytes: int = 500_000_000
+
+
+@dataclass(frozen=True)
 class SiteConfig:
     site_id: str
     name: str
@@ -62,6 +129,10 @@ class SiteConfig:
     # treated as a broken export and rejected whole instead.
     max_retraction_fraction: float = 0.5
     withdrawals: WithdrawalFiles | None = None
+    qualtrics: QualtricsOptions | None = None
+    redcap: RedcapOptions | None = None
+    long_csv: LongCsvOptions | None = None
+    zip: ZipOptions | None = None
 
 
 @dataclass(frozen=True)
@@ -152,6 +223,28 @@ def _parse_site(doc: Any, file: Path, registry: Registry, index: int) -> SiteCon
     if not isinstance(fraction, int | float) or not 0 <= fraction <= 1:
         raise ConfigError(file, f"{where}max_retraction_fraction", "must be a number in 0..1")
     withdrawals = _parse_withdrawals(doc.get("withdrawals"), file, where)
+    inner = fmt
+    zip_options = None
+    if fmt == "zip":
+        zip_options = _parse_zip(doc.get("zip"), file, where)
+        inner = zip_options.format
+    elif doc.get("zip") is not None:
+        raise ConfigError(file, f"{where}zip", "is only read when format is zip")
+    qualtrics = None
+    if inner == "qualtrics_csv":
+        qualtrics = _parse_qualtrics(doc.get("qualtrics"), file, where, columns, forms, registry)
+    elif doc.get("qualtrics") is not None:
+        raise ConfigError(file, f"{where}qualtrics", f"is not read for format {inner}")
+    redcap = None
+    if inner == "redcap_csv" and doc.get("redcap") is not None:
+        redcap = _parse_redcap(doc["redcap"], file, where, forms)
+    elif doc.get("redcap") is not None:
+        raise ConfigError(file, f"{where}redcap", f"is not read for format {inner}")
+    long_csv = None
+    if inner == "long_csv":
+        long_csv = _parse_long_csv(doc.get("long_csv"), file, where, forms)
+    elif doc.get("long_csv") is not None:
+        raise ConfigError(file, f"{where}long_csv", f"is not read for format {inner}")
     return SiteConfig(
         site_id=site_id,
         name=str(doc.get("name", site_id)),
@@ -166,6 +259,192 @@ def _parse_site(doc: Any, file: Path, registry: Registry, index: int) -> SiteCon
         delivery=delivery,
         max_retraction_fraction=float(fraction),
         withdrawals=withdrawals,
+        qualtrics=qualtrics,
+        redcap=redcap,
+        long_csv=long_csv,
+        zip=zip_options,
+    )
+
+
+def _mapping(doc: Any, file: Path, key: str, what: str) -> dict[str, Any]:
+    if doc is None:
+        raise ConfigError(file, key, f"is required: {what}")
+    if not isinstance(doc, dict):
+        raise ConfigError(file, key, f"must be a mapping: {what}")
+    return doc
+
+
+def _choice(doc: dict[str, Any], key: str, choices: set[str], default: str, file: Path, where: str):
+    value = doc.get(key, default)
+    if value not in choices:
+        raise ConfigError(file, f"{where}{key}", f"must be one of {sorted(choices)}, got {value!r}")
+    return value
+
+
+def _names(doc: dict[str, Any], key: str, file: Path, where: str) -> tuple[str, ...]:
+    value = doc.get(key, [])
+    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+        raise ConfigError(file, f"{where}{key}", "must be a list of names")
+    return tuple(value)
+
+
+def _parse_qualtrics(
+    doc: Any,
+    file: Path,
+    where: str,
+    columns: dict[str, Any],
+    forms: list[FormMap],
+    registry: Registry,
+) -> QualtricsOptions:
+    doc = _mapping(doc, file, f"{where}qualtrics", "import_ids, unfinished, min_progress")
+    qwhere = f"{where}qualtrics."
+    ids = doc.get("import_ids")
+    if not isinstance(ids, dict) or not ids:
+        raise ConfigError(
+            file, f"{qwhere}import_ids", "must map ImportIds (e.g. QID5_1) to column names"
+        )
+    for import_id, target in ids.items():
+        if not isinstance(target, str) or not target.strip():
+            raise ConfigError(
+                file, f"{qwhere}import_ids.{import_id}", "must name the column it becomes"
+            )
+    targets = list(ids.values())
+    repeated = sorted({t for t in targets if targets.count(t) > 1})
+    if repeated:
+        raise ConfigError(file, f"{qwhere}import_ids", f"several ImportIds map to {repeated}")
+    identifying = {c.lower() for c in QUALTRICS_IDENTIFYING}
+    for role, name in columns.items():
+        if str(name).lower() in identifying:
+            raise ConfigError(
+                file,
+                f"{where}columns.{role}",
+                f"{name!r} is identifying Qualtrics metadata and is always dropped",
+            )
+    for import_id, target in ids.items():
+        if str(import_id).lower() in identifying or target.lower() in identifying:
+            raise ConfigError(
+                file,
+                f"{qwhere}import_ids.{import_id}",
+                "identifying Qualtrics metadata is always dropped and cannot be mapped",
+            )
+    unfinished = _choice(doc, "unfinished", UNFINISHED_MODES, "quarantine", file, qwhere)
+    progress = doc.get("min_progress")
+    if progress is not None and (
+        isinstance(progress, bool)
+        or not isinstance(progress, int | float)
+        or not 0 < progress <= 100
+    ):
+        raise ConfigError(file, f"{qwhere}min_progress", "must be a percentage in 1..100")
+    return QualtricsOptions(
+        import_ids={str(k): str(v) for k, v in ids.items()},
+        unfinished=unfinished,
+        min_progress=None if progress is None else float(progress),
+        encoding=_choice(doc, "encoding", ENCODINGS, "utf-8-sig", file, qwhere),
+        drop_columns=_names(doc, "drop_columns", file, qwhere),
+    )
+
+
+def _parse_redcap(doc: Any, file: Path, where: str, forms: list[FormMap]) -> RedcapOptions:
+    doc = _mapping(doc, file, f"{where}redcap", "status_columns, accept_unverified")
+    rwhere = f"{where}redcap."
+    status = doc.get("status_columns", {})
+    if not isinstance(status, dict):
+        raise ConfigError(file, f"{rwhere}status_columns", "must map instrument ids to columns")
+    instruments = {f.instrument for f in forms}
+    for instrument, column in status.items():
+        if instrument not in instruments:
+            raise ConfigError(
+                file,
+                f"{rwhere}status_columns.{instrument}",
+                f"{instrument!r} is not among this site's forms ({', '.join(sorted(instruments))})",
+            )
+        if not isinstance(column, str) or not column.strip():
+            raise ConfigError(
+                file, f"{rwhere}status_columns.{instrument}", "must name a <form>_complete column"
+            )
+    unverified = doc.get("accept_unverified", False)
+    if not isinstance(unverified, bool):
+        raise ConfigError(file, f"{rwhere}accept_unverified", "must be true or false")
+    return RedcapOptions({str(k): str(v) for k, v in status.items()}, unverified)
+
+
+def _parse_long_csv(doc: Any, file: Path, where: str, forms: list[FormMap]) -> LongCsvOptions:
+    doc = _mapping(doc, file, f"{where}long_csv", "measure_column, measures, item_column_template")
+    lwhere = f"{where}long_csv."
+    measure_column = _str(doc, "measure_column", file, lwhere)
+    template = _str(doc, "item_column_template", file, lwhere)
+    if "{n}" not in template:
+        raise ConfigError(file, f"{lwhere}item_column_template", "must contain {n}")
+    measures = doc.get("measures")
+    if not isinstance(measures, dict) or not measures:
+        raise ConfigError(
+            file, f"{lwhere}measures", "must map measure names in the file to instrument ids"
+        )
+    by_instrument: dict[str, int] = {}
+    for form in forms:
+        by_instrument[form.instrument] = by_instrument.get(form.instrument, 0) + 1
+    for label, instrument in measures.items():
+        if instrument not in by_instrument:
+            raise ConfigError(
+                file,
+                f"{lwhere}measures.{label}",
+                f"{instrument!r} is not among this site's forms ({', '.join(by_instrument)})",
+            )
+        if by_instrument[instrument] > 1:
+            raise ConfigError(
+                file,
+                f"{lwhere}measures.{label}",
+                f"{instrument!r} has several forms at this site; "
+                "a long table cannot tell them apart",
+            )
+    delimiter = doc.get("delimiter", ",")
+    if delimiter == "\\t":
+        delimiter = "\t"
+    if not isinstance(delimiter, str) or len(delimiter) != 1:
+        raise ConfigError(
+            file, f"{lwhere}delimiter", "must be one character (e.g. ',', ';', '\\t')"
+        )
+    decimal = _choice(doc, "decimal", {".", ","}, ".", file, lwhere)
+    if decimal == delimiter:
+        raise ConfigError(file, f"{lwhere}decimal", "cannot be the same as the delimiter")
+    skip = _names(doc, "skip_measures", file, lwhere)
+    overlap = sorted(set(skip) & {str(k) for k in measures})
+    if overlap:
+        raise ConfigError(file, f"{lwhere}skip_measures", f"also listed in measures: {overlap}")
+    return LongCsvOptions(
+        measure_column=measure_column,
+        measures={str(k): str(v) for k, v in measures.items()},
+        item_column_template=template,
+        delimiter=delimiter,
+        decimal=decimal,
+        encoding=_choice(doc, "encoding", ENCODINGS, "utf-8-sig", file, lwhere),
+        skip_measures=skip,
+    )
+
+
+def _positive_int(doc: dict[str, Any], key: str, default: int, file: Path, where: str) -> int:
+    value = doc.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(file, f"{where}{key}", f"must be a positive whole number, got {value!r}")
+    return value
+
+
+def _parse_zip(doc: Any, file: Path, where: str) -> ZipOptions:
+    doc = _mapping(doc, file, f"{where}zip", "the format of the export inside")
+    zwhere = f"{where}zip."
+    inner = _str(doc, "format", file, zwhere)
+    if inner not in INNER_FORMATS:
+        raise ConfigError(
+            file, f"{zwhere}format", f"must be one of {sorted(INNER_FORMATS)}, got {inner!r}"
+        )
+    glob = doc.get("member_glob", "*.csv")
+    if not isinstance(glob, str) or not glob:
+        raise ConfigError(file, f"{zwhere}member_glob", "must be a file name pattern")
+    return ZipOptions(
+        format=inner,
+        member_glob=glob,
+        max_members=_positive_int(doc, "max_members", 100, file, zwhere),
+        max_total_bytes=_positive_int(doc, "max_total_bytes", 500_000_000, file, zwhere),
     )
 
 

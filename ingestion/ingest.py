@@ -36,7 +36,8 @@ from ingestion.events import (
 from ingestion.locks import exclusive_lock
 from ingestion.pseudonyms import PseudonymKey, load_key
 from ingestion.quarantine import Issue, to_table
-from ingestion.readers.redcap_csv import read_redcap_csv
+from ingestion.readers.base import fold_into
+from ingestion.readers.dispatch import read_export
 from ingestion.registry import Registry, default_registry
 from ingestion.settings import Paths, paths
 from ingestion.site_state import Key, SiteState, content_of
@@ -298,17 +299,14 @@ def _ingest_export(
     logical: date,
     emitter: _Emitter,
 ) -> tuple[FileOutcome, list[Issue], dict[int, str]]:
-    required = [site.columns[c] for c in ("client_code", "therapist_code", "session_date", "event")]
-    for form in site.forms:
-        required += form.item_columns(registry.get(form.instrument).items)
-    read = read_redcap_csv(path, required)
+    read = read_export(path, site, registry)
     if read.frame is None:
         assert read.issue is not None
         outcome = FileOutcome(path.name, sha, "rejected", rows_in=read.rows_in)
         outcome.quarantine_records = 1
         return outcome, [read.issue], {}
     row_pids = _row_pids(read.frame, site, key)
-    validated = validate_site_rows(read.frame, site, registry, logical)
+    validated = fold_into(validate_site_rows(read.frame, site, registry, logical), read)
     if not validated.conserved():
         raise AssertionError(f"conservation broken for {path.name}: {validated}")
     outcome = FileOutcome(

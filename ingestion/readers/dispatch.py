@@ -1,0 +1,29 @@
+"""Pick the reader for a site's `format`; every reader yields the same canonical frame."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ingestion.consortium import SiteConfig
+from ingestion.readers.redcap_csv import ReadResult
+from ingestion.readers.redcap_status import read_redcap
+from ingestion.registry import Registry
+
+
+def required_columns(site: SiteConfig, registry: Registry) -> list[str]:
+    """Canonical columns validation reads: the site's role columns and every form's items."""
+    required = [site.columns[c] for c in ("client_code", "therapist_code", "session_date", "event")]
+    for form in site.forms:
+        required += form.item_columns(registry.get(form.instrument).items)
+    return required
+
+
+def read_export(path: Path, site: SiteConfig, registry: Registry) -> ReadResult:
+    if site.format == "redcap_csv":
+        return read_redcap(path, site, registry, required_columns(site, registry))
+    from ingestion.readers.zip_archive import read_bytes, read_zip
+
+    raw = path.read_bytes()
+    if site.format == "zip":
+        return read_zip(raw, site, registry)
+    return read_bytes(raw, site.format, site, registry)
