@@ -65,6 +65,10 @@ class RedcapOptions:
     status_columns: dict[str, str]
     # Count 1 = Unverified as well as 2 = Complete.
     accept_unverified: bool = False
+    # The site's REDCap data dictionary CSV, delivered into the same inbox folder (or inside a
+    # zip): never ingested as an export; its `Identifier? = y` fields are dropped and the
+    # configured item fields are checked against it (present, Min/Max = the registry's range).
+    data_dictionary_glob: str | None = None
 
 
 @dataclass(frozen=True)
@@ -133,6 +137,15 @@ class SiteConfig:
     redcap: RedcapOptions | None = None
     long_csv: LongCsvOptions | None = None
     zip: ZipOptions | None = None
+    # Columns holding direct identifiers (names, e-mail, phone, address, date of birth...):
+    # dropped by every reader as the header is read, before any cell reaches a frame, a
+    # quarantine record or an event. Readers pass on mapped columns only anyway; listing them
+    # documents the export and makes it a config error to map one by mistake.
+    identifier_columns: tuple[str, ...] = ()
+
+    @property
+    def data_dictionary_glob(self) -> str | None:
+        return self.redcap.data_dictionary_glob if self.redcap else None
 
 
 @dataclass(frozen=True)
@@ -245,6 +258,7 @@ def _parse_site(doc: Any, file: Path, registry: Registry, index: int) -> SiteCon
         long_csv = _parse_long_csv(doc.get("long_csv"), file, where, forms)
     elif doc.get("long_csv") is not None:
         raise ConfigError(file, f"{where}long_csv", f"is not read for format {inner}")
+    identifiers = _identifier_columns(doc, file, where, columns, forms, registry, qualtrics)
     return SiteConfig(
         site_id=site_id,
         name=str(doc.get("name", site_id)),
@@ -263,7 +277,38 @@ def _parse_site(doc: Any, file: Path, registry: Registry, index: int) -> SiteCon
         redcap=redcap,
         long_csv=long_csv,
         zip=zip_options,
+        identifier_columns=identifiers,
     )
+
+
+def _identifier_columns(
+    doc: dict[str, Any],
+    file: Path,
+    where: str,
+    columns: dict[str, Any],
+    forms: list[FormMap],
+    registry: Registry,
+    qualtrics: QualtricsOptions | None,
+) -> tuple[str, ...]:
+    """`identifier_columns`: names never read; none may be a column the site maps."""
+    names = _names(doc, "identifier_columns", file, where)
+    mapped = {str(v).lower(): f"columns.{k}" for k, v in columns.items()}
+    for form in forms:
+        for column in form.item_columns(registry.get(form.instrument).items):
+            mapped[column.lower()] = f"forms[{form.instrument}]"
+    if qualtrics is not None:
+        for import_id, target in qualtrics.import_ids.items():
+            mapped[import_id.lower()] = f"qualtrics.import_ids.{import_id}"
+            mapped[target.lower()] = f"qualtrics.import_ids.{import_id}"
+    for name in names:
+        if name.lower() in mapped:
+            raise ConfigError(
+                file,
+                f"{where}identifier_columns",
+                f"{name!r} is listed as an identifier but is mapped by {mapped[name.lower()]}; "
+                "an identifier is never read",
+            )
+    return names
 
 
 def _mapping(doc: Any, file: Path, key: str, what: str) -> dict[str, Any]:
@@ -365,7 +410,14 @@ def _parse_redcap(doc: Any, file: Path, where: str, forms: list[FormMap]) -> Red
     unverified = doc.get("accept_unverified", False)
     if not isinstance(unverified, bool):
         raise ConfigError(file, f"{rwhere}accept_unverified", "must be true or false")
-    return RedcapOptions({str(k): str(v) for k, v in status.items()}, unverified)
+    dictionary = doc.get("data_dictionary_glob")
+    if dictionary is not None and (not isinstance(dictionary, str) or not dictionary.strip()):
+        raise ConfigError(
+            file,
+            f"{rwhere}data_dictionary_glob",
+            "must be a file name pattern, e.g. *DataDictionary*.csv",
+        )
+    return RedcapOptions({str(k): str(v) for k, v in status.items()}, unverified, dictionary)
 
 
 def _parse_long_csv(doc: Any, file: Path, where: str, forms: list[FormMap]) -> LongCsvOptions:

@@ -38,6 +38,7 @@ from ingestion.pseudonyms import PseudonymKey, load_key
 from ingestion.quarantine import Issue, to_table
 from ingestion.readers.base import fold_into
 from ingestion.readers.dispatch import read_export
+from ingestion.readers.redcap_dictionary import is_dictionary
 from ingestion.registry import Registry, default_registry
 from ingestion.settings import Paths, paths
 from ingestion.site_state import Key, SiteState, content_of
@@ -299,6 +300,10 @@ def _ingest_export(
     logical: date,
     emitter: _Emitter,
 ) -> tuple[FileOutcome, list[Issue], dict[int, str]]:
+    if is_dictionary(path.name, site):
+        # The site's REDCap data dictionary: read by the REDCap reader next to each export,
+        # never ingested as one. Recorded in intake (so a re-delivery is a no-op), no events.
+        return FileOutcome(path.name, sha, "ingested", kind="data_dictionary"), [], {}
     read = read_export(path, site, registry)
     if read.frame is None:
         assert read.issue is not None

@@ -1,4 +1,8 @@
-"""The demo consortium: deterministic files, a valid REDCap layout, and the planted true r.
+"""The demo consortium: deterministic files, three site layouts, and the planted true r.
+
+bern exports REDCap "CSV raw" (plus its data dictionary), leeds a Qualtrics CSV (three header
+rows, items keyed on ImportId), ohio a feedback system's long table (one line per measure per
+session, US dates). Each file is read back here into one row per client x session.
 
 The scoring here is deliberately re-implemented with numpy (sum items, prorate one blank as
 mean of answered x n) instead of reusing the warehouse, so the planted correlation is checked
@@ -9,6 +13,7 @@ from __future__ import annotations
 
 import csv
 import datetime
+import json
 import re
 from pathlib import Path
 
@@ -28,6 +33,15 @@ WAI = [f"wai_{i}" for i in range(1, 13)]
 PHQ = [f"phq9_{i}" for i in range(1, 10)]
 GAD = [f"gad7_{i}" for i in range(1, 8)]
 HEADER = ["record_id", "redcap_event_name", "therapist_code", "session_date", *WAI, *PHQ, *GAD]
+FORMAT = {"bern": "redcap_csv", "leeds": "qualtrics_csv", "ohio": "long_csv"}
+FILE_NAME = {"bern": "bern_redcap", "leeds": "leeds_qualtrics", "ohio": "ohio_feedback"}
+QUALTRICS_IDS = (
+    [f"QID1_{n}" for n in range(1, 13)]
+    + [f"QID2_{n}" for n in range(1, 10)]
+    + [f"QID3_{n}" for n in range(1, 8)]
+)
+LONG_HEADER = ["ClientID", "ClinicianID", "SessionNumber", "SessionDate", "Measure"]
+LONG_HEADER += [f"Item{n}" for n in range(1, 13)] + ["Total"]
 RANGES = {"wai": (WAI, 1, 5), "phq": (PHQ, 0, 3), "gad": (GAD, 0, 3)}
 PREFIX = {"bern": "BE", "leeds": "LE", "ohio": "OH"}
 EVENT = re.compile(r"^session_(\d+)_arm_\d+$")
@@ -44,6 +58,61 @@ def _read(path: Path) -> tuple[list[str], list[dict[str, str]]]:
         reader = csv.reader(handle)
         header = next(reader)
         return header, [dict(zip(header, row, strict=True)) for row in reader]
+
+
+def _rows(site: str, path: Path) -> list[dict[str, str]]:
+    """Read a site's export back as REDCap-like rows (HEADER keys), checking its layout."""
+    if FORMAT[site] == "redcap_csv":
+        header, rows = _read(path)
+        assert header == HEADER
+        return rows
+    if FORMAT[site] == "qualtrics_csv":
+        assert path.read_bytes().startswith(b"\xef\xbb\xbf")  # Qualtrics writes a BOM
+        with path.open(encoding="utf-8-sig", newline="") as handle:
+            names, _texts, ids, *body = list(csv.reader(handle))
+        import_ids = [json.loads(c)["ImportId"] for c in ids]
+        assert import_ids[-28:] == QUALTRICS_IDS
+        assert {"IPAddress", "RecipientEmail", "Finished", "ExternalReference"} <= set(names)
+        out = []
+        for record in body:
+            cell = dict(zip(names, record, strict=True))
+            assert cell["Finished"] == "1" and cell["IPAddress"] == cell["RecipientEmail"] == ""
+            row = {
+                "record_id": cell["ExternalReference"],
+                "redcap_event_name": f"session_{cell['session']}_arm_1",
+                "therapist_code": cell["therapist"],
+                "session_date": cell["session_date"],
+            }
+            row |= dict(zip(WAI + PHQ + GAD, record[-28:], strict=True))
+            out.append(row)
+        return out
+    header, lines = _read(path)
+    assert header == LONG_HEADER
+    assert [line["Measure"] for line in lines[:3]] == ["WAI-SR", "PHQ-9", "GAD-7"]
+    assert len(lines) % 3 == 0
+    out = []
+    for k in range(0, len(lines), 3):
+        wai, phq, gad = lines[k : k + 3]
+        key = [
+            (x["ClientID"], x["ClinicianID"], x["SessionNumber"], x["SessionDate"])
+            for x in (wai, phq, gad)
+        ]
+        assert key[0] == key[1] == key[2]
+        client, therapist, session, us_day = key[0]
+        day = datetime.datetime.strptime(us_day, "%m/%d/%Y").date().isoformat()
+        row = {
+            "record_id": client,
+            "redcap_event_name": f"session_{session}_arm_1",
+            "therapist_code": therapist,
+            "session_date": day,
+        }
+        for columns, line in ((WAI, wai), (PHQ, phq), (GAD, gad)):
+            items = [line[f"Item{n}"] for n in range(1, 13)]
+            assert all(v == "" for v in items[len(columns) :])
+            row |= dict(zip(columns, items[: len(columns)], strict=True))
+            assert line["Total"] == str(sum(int(v) for v in items if v))
+        out.append(row)
+    return out
 
 
 def _tree_bytes(home: Path) -> dict[str, bytes]:
@@ -94,22 +163,24 @@ def test_same_seed_gives_identical_bytes_and_other_seed_differs(tmp_path: Path) 
     other = _tree_bytes_after(tmp_path / "c", seed=8)
     assert first == second
     assert first.keys() == other.keys()
-    csvs = [name for name in first if name.endswith(".csv")]
+    csvs = [name for name in first if name.endswith(".csv") and "DataDictionary" not in name]
     assert len(csvs) == 3
     assert all(first[name] != other[name] for name in csvs)
 
 
-def test_files_have_redcap_layout(demo: tuple[Path, DemoSummary]) -> None:
+def test_files_have_their_sites_layouts(demo: tuple[Path, DemoSummary]) -> None:
     home, summary = demo
     stamp = DEMO_LOGICAL_DATE.strftime("%Y%m%d")
     assert summary.sites == ["bern", "leeds", "ohio"]
-    assert summary.files == [home / "inbox" / s / f"{s}_redcap_{stamp}.csv" for s in summary.sites]
+    assert summary.files == [
+        home / "inbox" / s / f"{FILE_NAME[s]}_{stamp}.csv" for s in summary.sites
+    ]
+    assert (home / "inbox" / "bern" / f"bern_DataDictionary_{stamp}.csv").is_file()
     total_rows, clients, bad_rows, cells, blanks = 0, set(), 0, 0, 0
     sizes = []
     for site, path in zip(summary.sites, summary.files, strict=True):
         assert path.read_bytes().decode("utf-8")
-        header, rows = _read(path)
-        assert header == HEADER
+        rows = _rows(site, path)
         total_rows += len(rows)
         per_client: dict[str, list[tuple[int, datetime.date]]] = {}
         therapists: dict[str, set[str]] = {}
@@ -155,10 +226,11 @@ def test_files_have_redcap_layout(demo: tuple[Path, DemoSummary]) -> None:
     config = yaml.safe_load(text)
     assert config["consortium_id"] == "bordin_demo"
     assert [s["site_id"] for s in config["sites"]] == ["bern", "leeds", "ohio"]
+    events = {"redcap_csv": "session_12_arm_1", "qualtrics_csv": "12", "long_csv": "12"}
     for site in config["sites"]:
-        assert site["format"] == "redcap_csv"
-        assert site["columns"]["event"] == "redcap_event_name"
-        assert re.compile(site["session_event_pattern"]).match("session_12_arm_1")
+        assert site["format"] == FORMAT[site["site_id"]]
+        pattern = re.compile(site["session_event_pattern"])
+        assert pattern.match(events[site["format"]]).group(1) == "12"
         assert [f["instrument"] for f in site["forms"]] == ["wai_sr", "phq9", "gad7"]
         assert (site["primary_alliance"], site["primary_outcome"]) == ("wai_sr", "phq9")
 
@@ -170,7 +242,7 @@ def test_demo_files_show_a_positive_alliance_outcome_link(
     _, summary = demo
     groups = {}
     for site, path in zip(summary.sites, summary.files, strict=True):
-        _, rows = _read(path)
+        rows = _rows(site, path)
         rows = [r for r in rows if all(_in_range(r, *spec) for spec in RANGES.values())]
         client = np.array([int(r["record_id"].split("-")[1]) for r in rows])
         session = np.array([int(EVENT.match(r["redcap_event_name"]).group(1)) for r in rows])
@@ -214,3 +286,22 @@ def test_large_sample_recovers_true_r() -> None:
         np.concatenate([g[1] for g in groups.values()]),
     )[0, 1]
     assert abs(pooled - TRUE_R) < 0.03, pooled
+
+
+def test_every_site_format_ingests_the_same_administrations(home: Path) -> None:
+    """Three layouts, one data set: every session's three questionnaires arrive, two planted
+    out-of-range values are quarantined, and bern's data dictionary is read, not ingested."""
+    from ingestion.ingest import ingest_site
+
+    summary = write_demo_consortium(home)
+    files = {}
+    for site in summary.sites:
+        files |= {f.source_file: f for f in ingest_site(site, DEMO_LOGICAL_DATE).files}
+    stamp = DEMO_LOGICAL_DATE.strftime("%Y%m%d")
+    assert files[f"bern_DataDictionary_{stamp}.csv"].kind == "data_dictionary"
+    exports = [files[p.name] for p in summary.files]
+    assert all(f.status == "ingested" and f.kind == "export" for f in exports)
+    assert all(f.offered == f.accepted + f.quarantined + f.not_administered for f in exports)
+    assert sum(f.accepted for f in exports) == 3 * summary.sessions - summary.planted_bad_rows
+    assert sum(f.quarantined for f in exports) == summary.planted_bad_rows
+    assert sum(f.not_administered for f in exports) == 0

@@ -103,7 +103,9 @@ def test_nightly_publishes_hand_checked_marts(nightly: Path) -> None:
     sites = {
         row[0]: row[1:]
         for row in _query(
-            db, "SELECT site_id, n, r, ci_low, ci_high FROM marts.mart_alliance_outcome_site"
+            db,
+            "SELECT site_id, n, r, ci_low, ci_high FROM marts.mart_alliance_outcome_site "
+            "WHERE is_primary",
         )
     }
     for site, clients in (("alpha", ALPHA), ("beta", BETA)):
@@ -123,7 +125,8 @@ def test_nightly_publishes_hand_checked_marts(nightly: Path) -> None:
         for row in _query(
             db,
             "SELECT method, k_sites, n_clients, r, ci_low, ci_high, tau2 "
-            "FROM marts.mart_alliance_outcome_pooled",
+            "FROM marts.mart_alliance_outcome_pooled "
+            "WHERE scope = 'primary' AND correlation_type = 'raw'",  # the headline rows
         )
     }
     w = 1 / v
@@ -157,7 +160,9 @@ def test_release_manifest_lists_every_file_with_hash(nightly: Path) -> None:
         assert hashlib.sha256(data).hexdigest() == entry["sha256"]
     marts = {f["mart"]: f["rows"] for f in manifest["files"] if "mart" in f}
     assert marts["fct_alliance_session"] == 27  # 9 clients x 3 sessions
-    assert marts["mart_alliance_outcome_pooled"] == 2
+    # primary and per-rater-role scope x raw and residualized r x fixed and random_dl; only
+    # client ratings here: 2 x 2 x 2 = 8 (the headline is the primary/raw pair).
+    assert marts["mart_alliance_outcome_pooled"] == 8
 
 
 def test_no_raw_codes_or_key_in_release(nightly: Path) -> None:

@@ -61,6 +61,10 @@ def valid_frames() -> Frames:
             "task": [13.0, 15.0, 16.0, None],
             "bond": [14.0, 15.0, 16.0, None],
             "items_answered": [12, 12, 12, 0],
+            "pomp_total": [60.4, 68.75, 75.0, None],
+            "rupture_k1": [False, True, False, None],
+            "rupture_k2": [False, False, False, None],
+            "session_day": [0, 7, 7, 0],
         }
     )
     outcome = pd.DataFrame(
@@ -72,6 +76,7 @@ def valid_frames() -> Frames:
             "total": [15.0, 8.0, 12.0, 20.0],
             "severity_band": ["moderately_severe", "mild", "moderate", "severe"],
             "at_caseness": [True, False, True, True],
+            "direction": ["higher_is_worse"] * 4,
         }
     )
     episode = pd.DataFrame(
@@ -80,21 +85,62 @@ def valid_frames() -> Frames:
             "client_pid": [C1, C2, C3],
             "instrument": ["phq9", "gad7", "phq9"],
             "baseline_score": [15.0, 12.0, 20.0],
-            "final_score": [8.0, 17.0, 19.0],
-            "change": [-7.0, 5.0, -1.0],
-            "reliable_improvement": [True, False, False],
-            "reliable_deterioration": [False, True, False],
+            "final_score": [8.0, 17.0, None],  # row 3: one score, so no change
+            "change": [-7.0, 5.0, None],
+            "reliable_improvement": [True, False, None],
+            "reliable_deterioration": [False, True, None],
             "n_scored_sessions": [2, 3, 1],
+            "jt_rci": [2.5, -1.2, None],
+            "jt_category": ["improved", "unchanged", None],
+            "n_sudden_gains": [1, 0, None],
+            "n_sudden_losses": [0, 0, None],
+        }
+    )
+    episodes = pd.DataFrame(
+        {
+            "site_id": ["s1", "s1", "s2"],
+            "client_pid": [C1, C2, C3],
+            "therapist_pid": [T1, T1, None],
+            "n_sessions_attended": [8, 1, 3],
+            "finished_treatment": [True, False, True],
+            "dropout_early": [False, True, False],
+            "dropout_below_dose": [False, True, True],
+            "early_alliance_mean": [43.0, 41.0, None],
+            "early_alliance_session": [45.0, None, None],
+            "n_ruptures_k1": [1, None, 0],
+            "n_ruptures_k2": [0, None, 0],
+            "nhs_caseness_start": [True, True, None],
+            "nhs_recovery": [True, None, None],
+            "nhs_reliable_improvement": [True, None, False],
+            "nhs_reliable_deterioration": [False, None, True],
+        }
+    )
+    sudden = pd.DataFrame(
+        {
+            "site_id": ["s1", "s1"],
+            "client_pid": [C1, C1],
+            "instrument": ["phq9", "phq9"],
+            "kind": ["gain", "loss"],
+            "pregain_session": [3, 6],
+            "postgain_session": [4, 7],
+            "magnitude": [7.0, 6.0],
+            "n_pre": [3, 2],
+            "n_post": [3, 3],
         }
     )
     site = pd.DataFrame(
         {
             "site_id": ["s1", "s2", "s3"],
+            "alliance_instrument": ["wai_sr", "wai_sr", "wai_sr"],
+            "outcome_instrument": ["phq9", "phq9", "phq9"],
             "n": [40, 35, 2],
             "r": [0.30, 0.25, None],  # s3: too few clients for a correlation
             "fisher_z": [0.3095, 0.2554, None],
             "ci_low": [-0.01, -0.09, None],
             "ci_high": [0.56, 0.54, None],
+            "rater_role": ["client", "client", "client"],
+            "is_primary": [True, True, True],
+            "r_residualized": [0.28, 0.2, None],
         }
     )
     pooled = pd.DataFrame(
@@ -108,14 +154,47 @@ def valid_frames() -> Frames:
             "tau2": [0.0, 0.0],
             "i2": [None, 0.0],
             "q": [0.05, 0.05],
+            "scope": ["primary", "primary"],
+            "rater_role": ["client", "client"],
+            "correlation_type": ["raw", "raw"],
+            "pi_low": [None, -0.5],  # a prediction interval only for random effects
+            "pi_high": [None, 0.8],
+        }
+    )
+    therapist = pd.DataFrame(
+        {
+            "site_id": ["s1", "s1"],
+            "therapist_pid": [T1, T2],
+            "n_clients": [12, 14],
+            "mean_early_alliance": [44.0, 47.5],
+            "mean_improvement": [5.2, 6.1],
+            "site_between_therapist_r": [0.4, 0.4],
+        }
+    )
+    quality = pd.DataFrame(
+        {
+            "site_id": ["s1", "s2"],
+            "small_cell_threshold": [11, 11],
+            "n_clients": [40, 25],
+            "n_finished_treatment": [35, None],  # s2: hidden (its complement is small)
+            "n_nhs_recovered": [12, 0],
+            "nhs_recovery_rate": [0.4, 0.0],
+            "n_clients_rupture_k1": [11, None],
+            "rupture_rate_k1": [0.3, None],
+            "n_quarantined": [None, None],
+            "suppressed_cells": ["", "n_finished_treatment,n_clients_rupture_k1"],
         }
     )
     return {
         "fct_alliance_session": alliance,
         "fct_outcome_session": outcome,
         "fct_episode_outcome": episode,
+        "fct_episode": episodes,
+        "fct_sudden_gain": sudden,
         "mart_alliance_outcome_site": site,
         "mart_alliance_outcome_pooled": pooled,
+        "mart_alliance_outcome_therapist": therapist,
+        "mart_site_quality": quality,
     }
 
 
@@ -160,6 +239,8 @@ def drop_column(mart: str, column: str) -> Mutation:
 
 ALLIANCE, OUTCOME, EPISODE = "fct_alliance_session", "fct_outcome_session", "fct_episode_outcome"
 SITE, POOLED = "mart_alliance_outcome_site", "mart_alliance_outcome_pooled"
+EPISODES, SUDDEN = "fct_episode", "fct_sudden_gain"
+THERAPIST, QUALITY = "mart_alliance_outcome_therapist", "mart_site_quality"
 
 BAD_FIXTURES: dict[str, Mutation] = {
     # fct_alliance_session
@@ -177,6 +258,9 @@ BAD_FIXTURES: dict[str, Mutation] = {
     "alliance_session_number_min": cells(ALLIANCE, session_number=0),
     "alliance_items_answered_min": cells(ALLIANCE, items_answered=-1),
     "alliance_total_null_without_items": cells(ALLIANCE, row=3, total=36.0),
+    "alliance_pomp_range": cells(ALLIANCE, pomp_total=101.0),
+    "alliance_session_day_min": cells(ALLIANCE, session_day=-1),
+    "alliance_rupture_strict_implies_lenient": cells(ALLIANCE, rupture_k1=False, rupture_k2=True),
     # fct_outcome_session
     "outcome_row_count": empty(OUTCOME),
     "outcome_columns": drop_column(OUTCOME, "at_caseness"),
@@ -187,6 +271,7 @@ BAD_FIXTURES: dict[str, Mutation] = {
     "outcome_client_pid_format": cells(OUTCOME, client_pid=C1[:31]),
     "outcome_unique_key": duplicate_row(OUTCOME),
     "outcome_session_number_min": cells(OUTCOME, session_number=0),
+    "outcome_direction_set": cells(OUTCOME, direction="up"),
     # fct_episode_outcome
     "episode_row_count": empty(EPISODE),
     "episode_columns": drop_column(EPISODE, "change"),
@@ -199,11 +284,33 @@ BAD_FIXTURES: dict[str, Mutation] = {
         EPISODE, reliable_improvement=True, reliable_deterioration=True
     ),
     "episode_n_scored_sessions_min": cells(EPISODE, n_scored_sessions=0),
+    "episode_jt_category_set": cells(EPISODE, jt_category="cured"),
+    "episode_jt_rci_needs_change": cells(EPISODE, row=2, jt_rci=0.5),
+    "episode_sudden_gains_min": cells(EPISODE, n_sudden_gains=-1),
+    "episode_sudden_losses_min": cells(EPISODE, n_sudden_losses=-1),
+    # fct_episode
+    "fct_episode_row_count": empty(EPISODES),
+    "fct_episode_columns": drop_column(EPISODES, "nhs_recovery"),
+    "fct_episode_client_pid_format": cells(EPISODES, client_pid="A1"),
+    "fct_episode_unique_key": duplicate_row(EPISODES),
+    "fct_episode_sessions_min": cells(EPISODES, n_sessions_attended=0),
+    "fct_episode_finished_xor_early_dropout": cells(EPISODES, finished_treatment=False),
+    "fct_episode_nhs_reliable_change_exclusive": cells(EPISODES, nhs_reliable_deterioration=True),
+    # fct_sudden_gain
+    "sudden_gain_columns": drop_column(SUDDEN, "postgain_session"),
+    "sudden_gain_client_pid_format": cells(SUDDEN, client_pid="B7"),
+    "sudden_gain_unique_key": cells(SUDDEN, row=1, pregain_session=3),
+    "sudden_gain_kind_set": cells(SUDDEN, kind="plateau"),
+    "sudden_gain_magnitude_min": cells(SUDDEN, magnitude=0.0),
+    "sudden_gain_windows": cells(SUDDEN, n_pre=1),
     # mart_alliance_outcome_site
     "site_row_count": empty(SITE),
     "site_columns": drop_column(SITE, "fisher_z"),
     "site_site_id_not_null": cells(SITE, site_id=None),
     "site_site_id_unique": cells(SITE, row=1, site_id="s1"),
+    "site_unique_key": duplicate_row(SITE),
+    "site_is_primary_not_null": cells(SITE, row=2, is_primary=None),
+    "site_r_residualized_range": cells(SITE, r_residualized=1.2),
     "site_n_min": cells(SITE, n=-1),
     "site_r_range": cells(SITE, r=1.5, ci_high=1.6),
     "site_ci_low_range": cells(SITE, ci_low=-1.2),
@@ -226,6 +333,28 @@ BAD_FIXTURES: dict[str, Mutation] = {
     "pooled_tau2_min": cells(POOLED, row=1, tau2=-0.01),
     "pooled_i2_range": cells(POOLED, row=1, i2=1.2),
     "pooled_q_min": cells(POOLED, q=-0.5),
+    "pooled_unique_key": duplicate_row(POOLED),
+    "pooled_scope_set": cells(POOLED, scope="site"),
+    "pooled_correlation_type_set": cells(POOLED, correlation_type="spearman"),
+    "pooled_pi_contains_ci_low": cells(POOLED, row=1, pi_low=0.1),
+    "pooled_pi_contains_ci_high": cells(POOLED, row=1, pi_high=0.4),
+    # mart_alliance_outcome_therapist
+    "therapist_columns": drop_column(THERAPIST, "mean_improvement"),
+    "therapist_pid_format": cells(THERAPIST, therapist_pid="B-T1"),
+    "therapist_unique_key": cells(THERAPIST, row=1, therapist_pid=T1),
+    "therapist_n_clients_min": cells(THERAPIST, n_clients=0),
+    "therapist_between_r_range": cells(THERAPIST, site_between_therapist_r=1.3),
+    # mart_site_quality
+    "site_quality_row_count": empty(QUALITY),
+    "site_quality_columns": drop_column(QUALITY, "n_quarantined"),
+    "site_quality_site_id_unique": cells(QUALITY, row=1, site_id="s1"),
+    "site_quality_n_clients_not_small": cells(QUALITY, row=1, n_clients=5),
+    "site_quality_n_finished_not_small": cells(QUALITY, n_finished_treatment=3),
+    "site_quality_n_recovered_not_small": cells(QUALITY, row=1, n_nhs_recovered=4),
+    "site_quality_n_rupture_not_small": cells(QUALITY, n_clients_rupture_k1=2),
+    "site_quality_recovery_rate_range": cells(QUALITY, nhs_recovery_rate=1.5),
+    "site_quality_rupture_rate_range": cells(QUALITY, rupture_rate_k1=-0.1),
+    "site_quality_suppressed_cells_not_null": cells(QUALITY, suppressed_cells=None),
 }
 
 

@@ -48,6 +48,7 @@ class Rules:
 @dataclass(frozen=True)
 class BuildResult:
     event_log_version: int
+    quarantine_version: int | None
     build_db: str
     registry_sha256: str
     consortium_sha256: str
@@ -67,7 +68,13 @@ def dbt_vars() -> dict:
 
 
 def dbt_env(
-    where: Paths, build_db: Path, build_dir: Path, version: int, threads: int, rules: Rules
+    where: Paths,
+    build_db: Path,
+    build_dir: Path,
+    version: int,
+    threads: int,
+    rules: Rules,
+    quarantine_version: int | None = None,
 ) -> dict[str, str]:
     env = dict(os.environ)
     env.update(
@@ -76,6 +83,10 @@ def dbt_env(
             "BORDIN_BUILD_DB": str(build_db),
             "BORDIN_EVENT_LOG": str(where.event_log),
             "BORDIN_EVENT_LOG_VERSION": str(version),
+            "BORDIN_QUARANTINE": str(where.quarantine),
+            "BORDIN_QUARANTINE_VERSION": ""
+            if quarantine_version is None
+            else str(quarantine_version),
             "BORDIN_CONSORTIUM": str(rules.consortium_file),
             "BORDIN_REGISTRY_DIR": str(rules.registry_dir),
             "BORDIN_DBT_THREADS": str(threads),
@@ -150,6 +161,7 @@ def build(
     threads: int | None = None,
     build_dir: Path | None = None,
     rules: Rules | None = None,
+    quarantine_version: int | None = None,
 ) -> BuildResult:
     """Run dbt over the event log as of `version` (the latest committed one by default).
 
@@ -161,6 +173,8 @@ def build(
     rules = rules or Rules.current(where)
     threads = threads or int(os.environ.get("BORDIN_DBT_THREADS", "1"))
     pinned = delta_store.current_version(where.event_log) if version is None else version
+    if version is None:
+        quarantine_version = delta_store.current_version(where.quarantine)
     if pinned is None:
         raise BuildError(f"the event log at {where.event_log} is empty: nothing was ingested yet")
     target_db = build_dir / "warehouse.duckdb"
@@ -169,7 +183,7 @@ def build(
         for stale in (fresh, fresh.with_suffix(".duckdb.wal")):
             stale.unlink(missing_ok=True)
         (build_dir / "dbt_target" / "run_results.json").unlink(missing_ok=True)
-        env = dbt_env(where, fresh, build_dir, pinned, threads, rules)
+        env = dbt_env(where, fresh, build_dir, pinned, threads, rules, quarantine_version)
         proc = _run_dbt(env, threads)
         target = build_dir / "dbt_target"
         summary = (
@@ -185,6 +199,7 @@ def build(
         os.replace(fresh, target_db)
     result = BuildResult(
         event_log_version=pinned,
+        quarantine_version=quarantine_version,
         build_db=str(target_db),
         registry_sha256=load_registry(rules.registry_dir).sha256,
         consortium_sha256=file_sha256(rules.consortium_file),

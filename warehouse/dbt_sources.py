@@ -19,6 +19,7 @@ from dbt.adapters.duckdb.utils import SourceConfig
 from ingestion import delta_store
 from ingestion.consortium import load_consortium, sites_table
 from ingestion.events import EVENT_SCHEMA
+from ingestion.quarantine import QUARANTINE_SCHEMA
 from ingestion.registry import bands_table, instruments_table, items_table, load_registry
 from ingestion.settings import paths
 
@@ -40,6 +41,8 @@ class Plugin(BasePlugin):
         if kind == "registry":
             registry = load_registry()
             return REGISTRY_TABLES[source_config.identifier](registry)
+        if kind == "quarantine":
+            return _quarantine(source_config)
         if kind == "consortium":
             return sites_table(load_consortium(paths().consortium_file, load_registry()))
         raise ValueError(f"source {source_config.table_name()}: unknown kind {kind!r}")
@@ -56,3 +59,17 @@ def _event_log(source_config: SourceConfig) -> pa.Table:
     # Delta files' own order (random names) must not leak into published bits.
     table = delta_store.read(path, EVENT_SCHEMA, version)
     return table.sort_by([("site_id", "ascending"), ("site_seq", "ascending")])
+
+
+# Never loaded into the warehouse: the offending raw value (may be identifying) and the
+# client's pseudonym (a quarantine count per client would say who had problems).
+QUARANTINE_HIDDEN = ("raw_value", "client_pid")
+
+
+def _quarantine(source_config: SourceConfig) -> pa.Table:
+    path = Path(str(source_config["path"]))
+    pinned = str(source_config.get("version", "") or "").strip()
+    table = delta_store.read(path, QUARANTINE_SCHEMA, int(pinned) if pinned else None)
+    table = table.drop_columns(list(QUARANTINE_HIDDEN))
+    keys = ["site_id", "source_sha256", "source_row", "rule_id", "column_name", "instrument"]
+    return table.sort_by([(k, "ascending") for k in keys])

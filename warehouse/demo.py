@@ -62,11 +62,12 @@ def summarize(where: Paths) -> str:
         ).fetchone()
         pooled = con.execute(
             "SELECT method, k_sites, n_clients, r, ci_low, ci_high, i2 "
-            "FROM marts.mart_alliance_outcome_pooled ORDER BY method"
+            "FROM marts.mart_alliance_outcome_pooled "
+            "WHERE scope = 'primary' AND correlation_type = 'raw' ORDER BY method"
         ).fetchall()
         per_site = con.execute(
             "SELECT site_id, n, r, ci_low, ci_high FROM marts.mart_alliance_outcome_site "
-            "ORDER BY site_id"
+            "WHERE is_primary ORDER BY site_id"
         ).fetchall()
     finally:
         con.close()
@@ -88,6 +89,7 @@ def summarize(where: Paths) -> str:
         )
     lines += [
         f"  release: {release}",
+        f"  report:  {release / 'report.html'}  (self-contained; open it in a browser)",
         "  query it:",
         f"    {_rel(duckdb_cli)} -readonly {_rel(db)} "
         '-c "SELECT * FROM marts.mart_alliance_outcome_pooled"',

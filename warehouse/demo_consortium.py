@@ -4,7 +4,9 @@ Why it exists: the pipeline needs realistic inputs whose answer is known in adva
 generator plants a known alliance-outcome correlation (TRUE_R, close to the meta-analytic
 r = .278 of Flückiger et al. 2018) so the marts' per-site r and pooled estimate can be checked
 against the truth, and it adds a little item missingness and two out-of-range rows so the demo
-shows proration and quarantine at work. Only numpy, csv/pandas and yaml are used; every draw
+shows proration and quarantine at work. The three sites export in three formats (bern REDCap
+with its data dictionary, leeds Qualtrics, ohio a feedback system's long table), so the demo
+shows the readers' breadth on the same data. Only numpy, csv/pandas and yaml are used; every draw
 comes from numpy.random.default_rng(seed), so the files are byte-identical for a given seed.
 """
 
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import csv
 import datetime
+import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -261,37 +264,149 @@ def _plant_bad_rows(frame: pd.DataFrame, seed: int) -> pd.DataFrame:
     return planted
 
 
-def _consortium_config() -> dict:
-    """consortium.yml content: the three sites as REDCap raw exports."""
-    forms = [
-        {"instrument": "wai_sr", "rater_role": "client", "item_column_template": "wai_{n}"},
-        {"instrument": "phq9", "rater_role": "client", "item_column_template": "phq9_{n}"},
-        {"instrument": "gad7", "rater_role": "client", "item_column_template": "gad7_{n}"},
-    ]
-    sites = [
-        {
-            "site_id": site.site_id,
-            "name": site.name,
-            "format": "redcap_csv",
+FORMS = [
+    {"instrument": "wai_sr", "rater_role": "client", "item_column_template": "wai_{n}"},
+    {"instrument": "phq9", "rater_role": "client", "item_column_template": "phq9_{n}"},
+    {"instrument": "gad7", "rater_role": "client", "item_column_template": "gad7_{n}"},
+]
+# Each demo site exports from a different system: the same synthetic data, three layouts.
+SITE_FORMATS = {"bern": "redcap_csv", "leeds": "qualtrics_csv", "ohio": "long_csv"}
+
+# Qualtrics: question blocks by ImportId; the three header rows are name, text, ImportId.
+QUALTRICS_META = [
+    ("StartDate", "Start Date", "startDate"),
+    ("EndDate", "End Date", "endDate"),
+    ("Status", "Response Type", "status"),
+    ("IPAddress", "IP Address", "ipAddress"),
+    ("Progress", "Progress", "progress"),
+    ("Duration (in seconds)", "Duration (in seconds)", "duration"),
+    ("Finished", "Finished", "finished"),
+    ("RecordedDate", "Recorded Date", "recordedDate"),
+    ("ResponseId", "Response ID", "_recordId"),
+    ("RecipientLastName", "Recipient Last Name", "recipientLastName"),
+    ("RecipientFirstName", "Recipient First Name", "recipientFirstName"),
+    ("RecipientEmail", "Recipient Email", "recipientEmail"),
+    ("ExternalReference", "External Data Reference", "externalDataReference"),
+    ("LocationLatitude", "Location Latitude", "locationLatitude"),
+    ("LocationLongitude", "Location Longitude", "locationLongitude"),
+    ("DistributionChannel", "Distribution Channel", "distributionChannel"),
+    ("UserLanguage", "User Language", "userLanguage"),
+    ("therapist", "therapist", "therapist"),
+    ("session", "session", "session"),
+    ("session_date", "session_date", "session_date"),
+]
+QUALTRICS_BLOCKS = [  # (canonical columns, question name prefix, QID, question text)
+    (WAI_COLUMNS, "WAI", "QID1", "Working Alliance Inventory (short, revised) - item"),
+    (PHQ_COLUMNS, "PHQ", "QID2", "Over the last 2 weeks (PHQ-9) - problem"),
+    (GAD_COLUMNS, "GAD", "QID3", "Over the last 2 weeks (GAD-7) - problem"),
+]
+# The feedback system's long table: one line per measure per session, US dates.
+LONG_HEADER = ["ClientID", "ClinicianID", "SessionNumber", "SessionDate", "Measure"]
+LONG_HEADER += [f"Item{n}" for n in range(1, WAI_ITEMS + 1)] + ["Total"]
+LONG_MEASURES = [("WAI-SR", WAI_COLUMNS), ("PHQ-9", PHQ_COLUMNS), ("GAD-7", GAD_COLUMNS)]
+LONG_DATE_FORMAT = "%m/%d/%Y"
+# REDCap data dictionary (18 columns), delivered with bern's export.
+DICTIONARY_HEADER = [
+    "Variable / Field Name",
+    "Form Name",
+    "Section Header",
+    "Field Type",
+    "Field Label",
+    "Choices, Calculations, OR Slider Labels",
+    "Field Note",
+    "Text Validation Type OR Show Slider Number",
+    "Text Validation Min",
+    "Text Validation Max",
+    "Identifier?",
+    "Branching Logic (Show field only if...)",
+    "Required Field?",
+    "Custom Alignment",
+    "Question Number (surveys only)",
+    "Matrix Group Name",
+    "Matrix Ranking?",
+    "Field Annotation",
+]
+
+
+def _site_config(site: SiteProfile) -> dict:
+    """One site's consortium.yml entry, in the format that site exports."""
+    fmt = SITE_FORMATS.get(site.site_id, "redcap_csv")
+    common = {
+        "site_id": site.site_id,
+        "name": site.name,
+        "format": fmt,
+    }
+    tail = {
+        "forms": [dict(form) for form in FORMS],
+        "primary_alliance": "wai_sr",
+        "primary_outcome": "phq9",
+    }
+    if fmt == "qualtrics_csv":
+        import_ids = {
+            "externalDataReference": "client_code",
+            "therapist": "therapist_code",
+            "session": "session",
+            "session_date": "session_date",
+        }
+        for columns, _, qid, _ in QUALTRICS_BLOCKS:
+            import_ids |= {f"{qid}_{n}": c for n, c in enumerate(columns, start=1)}
+        return {
+            **common,
             "file_glob": "*.csv",
             "columns": {
-                "client_code": "record_id",
+                "client_code": "client_code",
                 "therapist_code": "therapist_code",
                 "session_date": "session_date",
-                "event": "redcap_event_name",
+                "event": "session",
             },
-            "session_event_pattern": r"^session_(\d+)_arm_\d+$",
+            "session_event_pattern": r"^(\d+)$",
             "date_format": "%Y-%m-%d",
-            "forms": [dict(form) for form in forms],
-            "primary_alliance": "wai_sr",
-            "primary_outcome": "phq9",
+            "qualtrics": {"unfinished": "quarantine", "import_ids": import_ids},
+            **tail,
         }
-        for site in DEMO_SITES
-    ]
+    if fmt == "long_csv":
+        return {
+            **common,
+            "file_glob": "*.csv",
+            "columns": {
+                "client_code": "ClientID",
+                "therapist_code": "ClinicianID",
+                "session_date": "SessionDate",
+                "event": "SessionNumber",
+            },
+            "session_event_pattern": r"^(\d+)$",
+            "date_format": LONG_DATE_FORMAT,
+            "long_csv": {
+                "measure_column": "Measure",
+                "measures": {"WAI-SR": "wai_sr", "PHQ-9": "phq9", "GAD-7": "gad7"},
+                "item_column_template": "Item{n}",
+                "delimiter": ",",
+                "encoding": "utf-8",
+            },
+            **tail,
+        }
+    return {
+        **common,
+        "file_glob": "*.csv",
+        "columns": {
+            "client_code": "record_id",
+            "therapist_code": "therapist_code",
+            "session_date": "session_date",
+            "event": "redcap_event_name",
+        },
+        "session_event_pattern": r"^session_(\d+)_arm_\d+$",
+        "date_format": "%Y-%m-%d",
+        "redcap": {"data_dictionary_glob": "*DataDictionary*.csv"},
+        **tail,
+    }
+
+
+def _consortium_config() -> dict:
+    """consortium.yml content: bern REDCap, leeds Qualtrics, ohio a feedback-system long table."""
     return {
         "consortium_id": "bordin_demo",
         "name": "Bordin demo consortium (synthetic)",
-        "sites": sites,
+        "sites": [_site_config(site) for site in DEMO_SITES],
     }
 
 
@@ -299,10 +414,119 @@ def _cell(value: object) -> str:
     return "" if pd.isna(value) else str(int(value))
 
 
+def _write_csv(target: Path, rows: list[list[str]], encoding: str = "utf-8") -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with target.open("w", encoding=encoding, newline="") as handle:
+        csv.writer(handle, lineterminator="\n").writerows(rows)
+
+
+def _redcap_rows(rows: pd.DataFrame) -> list[list[str]]:
+    text_columns = rows[EXPORT_COLUMNS[:4]].to_numpy(dtype=object)
+    item_values = rows[ITEM_COLUMNS].to_numpy(dtype=object)
+    out = [list(EXPORT_COLUMNS)]
+    for text, values in zip(text_columns, item_values, strict=True):
+        out.append([*text, *(_cell(v) for v in values)])
+    return out
+
+
+def _dictionary_rows() -> list[list[str]]:
+    """REDCap's data dictionary for bern's project: item ranges as the registry has them."""
+
+    def field(name, form, ftype, label, choices="", vtype="", lo="", hi=""):
+        row = dict.fromkeys(DICTIONARY_HEADER, "")
+        row.update(
+            {
+                "Variable / Field Name": name,
+                "Form Name": form,
+                "Field Type": ftype,
+                "Field Label": label,
+                "Choices, Calculations, OR Slider Labels": choices,
+                "Text Validation Type OR Show Slider Number": vtype,
+                "Text Validation Min": lo,
+                "Text Validation Max": hi,
+            }
+        )
+        return [row[h] for h in DICTIONARY_HEADER]
+
+    wai_choices = " | ".join(
+        f"{k}, {label}"
+        for k, label in enumerate(
+            ["Seldom", "Sometimes", "Fairly often", "Very often", "Always"], start=WAI_MIN
+        )
+    )
+    out = [
+        DICTIONARY_HEADER,
+        field("record_id", "enrolment", "text", "Record ID"),
+        field("therapist_code", "session", "text", "Therapist code"),
+        field("session_date", "session", "text", "Session date", vtype="date_ymd"),
+    ]
+    out += [
+        field(c, "wai_sr", "radio", f"WAI-SR item {n}", wai_choices)
+        for n, c in enumerate(WAI_COLUMNS, 1)
+    ]
+    for columns, form, lo, hi in (
+        (PHQ_COLUMNS, "phq9", PHQ_MIN, PHQ_MAX),
+        (GAD_COLUMNS, "gad7", GAD_MIN, GAD_MAX),
+    ):
+        out += [
+            field(c, form, "text", f"{form} item {n}", vtype="integer", lo=str(lo), hi=str(hi))
+            for n, c in enumerate(columns, 1)
+        ]
+    return out
+
+
+def _qualtrics_rows(rows: pd.DataFrame, site: SiteProfile) -> list[list[str]]:
+    """Three header rows, then one finished response per session (anonymous link: no names)."""
+    items = [
+        (f"{prefix}_{n}", f"{text} {n}", f"{qid}_{n}")
+        for columns, prefix, qid, text in QUALTRICS_BLOCKS
+        for n in range(1, len(columns) + 1)
+    ]
+    header = QUALTRICS_META + items
+    out = [[h[0] for h in header], [h[1] for h in header]]
+    out.append([json.dumps({"ImportId": h[2]}, separators=(",", ":")) for h in header])
+    item_values = rows[ITEM_COLUMNS].to_numpy(dtype=object)
+    meta = rows[["record_id", "therapist_code", "session", "session_date"]].to_numpy(dtype=object)
+    for k, ((client, therapist, session, day), values) in enumerate(
+        zip(meta, item_values, strict=True), start=1
+    ):
+        stamp = f"{day} 10:00:00"
+        out.append(
+            [
+                stamp, f"{day} 10:07:00", "IP Address", "", "100", "420", "1", f"{day} 10:07:01",
+                f"R_{site.prefix}{k:08d}", "", "", "", client, "", "", "anonymous", "EN",
+                therapist, str(int(session)), day, *(_cell(v) for v in values),
+            ]
+        )  # fmt: skip
+    return out
+
+
+def _long_rows(rows: pd.DataFrame) -> list[list[str]]:
+    """One line per measure per session; Total is the system's own sum (not ingested)."""
+    out = [list(LONG_HEADER)]
+    meta = rows[["record_id", "therapist_code", "session", "session_date"]].to_numpy(dtype=object)
+    blocks = [(label, rows[columns].to_numpy(dtype=object)) for label, columns in LONG_MEASURES]
+    for i, (client, therapist, session, day) in enumerate(meta):
+        us_day = datetime.date.fromisoformat(day).strftime(LONG_DATE_FORMAT)
+        for label, values in blocks:
+            cells = [_cell(v) for v in values[i]]
+            total = str(sum(int(c) for c in cells if c))
+            padding = [""] * (WAI_ITEMS - len(cells))
+            out.append(
+                [client, therapist, str(int(session)), us_day, label, *cells, *padding, total]
+            )
+    return out
+
+
 def write_demo_consortium(
     home: Path, seed: int = DEMO_SEED, logical_date: datetime.date = DEMO_LOGICAL_DATE
 ) -> DemoSummary:
-    """Write consortium.yml and one REDCap raw CSV per site under `home`; return a summary."""
+    """Write consortium.yml and one export per site under `home`; return a summary.
+
+    bern exports REDCap "CSV raw" (with the project's data dictionary), leeds a Qualtrics CSV
+    with its three header rows, ohio a feedback system's long table (one line per measure per
+    session, US dates): the same synthetic data in three layouts.
+    """
     home = Path(home)
     home.mkdir(parents=True, exist_ok=True)
     config_text = "# Demo consortium written by bordin demo (synthetic data).\n"
@@ -315,15 +539,18 @@ def write_demo_consortium(
     files: list[Path] = []
     for site in DEMO_SITES:
         rows = frame[frame["site_id"] == site.site_id]
-        target = home / "inbox" / site.site_id / f"{site.site_id}_redcap_{stamp}.csv"
-        target.parent.mkdir(parents=True, exist_ok=True)
-        text_columns = rows[EXPORT_COLUMNS[:4]].to_numpy(dtype=object)
-        item_values = rows[ITEM_COLUMNS].to_numpy(dtype=object)
-        with target.open("w", encoding="utf-8", newline="") as handle:
-            writer = csv.writer(handle, lineterminator="\n")
-            writer.writerow(EXPORT_COLUMNS)
-            for text, values in zip(text_columns, item_values, strict=True):
-                writer.writerow([*text, *(_cell(v) for v in values)])
+        inbox = home / "inbox" / site.site_id
+        fmt = SITE_FORMATS.get(site.site_id, "redcap_csv")
+        if fmt == "qualtrics_csv":
+            target = inbox / f"{site.site_id}_qualtrics_{stamp}.csv"
+            _write_csv(target, _qualtrics_rows(rows, site), encoding="utf-8-sig")
+        elif fmt == "long_csv":
+            target = inbox / f"{site.site_id}_feedback_{stamp}.csv"
+            _write_csv(target, _long_rows(rows))
+        else:
+            target = inbox / f"{site.site_id}_redcap_{stamp}.csv"
+            _write_csv(target, _redcap_rows(rows))
+            _write_csv(inbox / f"{site.site_id}_DataDictionary_{stamp}.csv", _dictionary_rows())
         files.append(target)
 
     return DemoSummary(

@@ -42,7 +42,13 @@ def build_step(where: Paths | None = None, threads: int | None = None) -> dict:
     info_file = where.build_dir / "build_info.json"
     before = json.loads(info_file.read_text(encoding="utf-8")) if info_file.exists() else {}
     result = build(where, threads=threads).as_dict()
-    inputs = ("event_log_version", "registry_sha256", "consortium_sha256", "dbt_vars")
+    inputs = (
+        "event_log_version",
+        "quarantine_version",
+        "registry_sha256",
+        "consortium_sha256",
+        "dbt_vars",
+    )
     same = bool(before) and all(before.get(k) == result[k] for k in inputs)
     audit.record(where, "build", {**{k: result[k] for k in inputs}, "no_op": same})
     return result

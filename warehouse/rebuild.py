@@ -56,7 +56,12 @@ def rebuild(
     rules = Rules(folder / "rules" / "instruments", folder / "rules" / "consortium.yml")
     try:
         result = build(
-            where, version=version, threads=threads, build_dir=scratch / "build", rules=rules
+            where,
+            version=version,
+            threads=threads,
+            build_dir=scratch / "build",
+            rules=rules,
+            quarantine_version=manifest.get("quarantine_version"),
         )
     except BuildError as exc:
         return RebuildReport(release_id, version, [], _explain(str(exc)))

@@ -21,6 +21,7 @@ import pyarrow.parquet as pq
 
 from ingestion.crash_points import crash_point
 from ingestion.settings import REPO_ROOT, Paths, paths
+from warehouse.report import render_report
 
 MARTS_SCHEMA = "marts"
 PARQUET_OPTIONS = {"compression": "zstd", "compression_level": 3, "write_statistics": True}
@@ -219,6 +220,7 @@ def publish(
             "release_id": release_id,
             "logical_date": logical_date.isoformat(),
             "event_log_version": version,
+            "quarantine_version": build_info.get("quarantine_version"),
             "code_version": code_version(),
             "content_sha256": content,
             "registry_sha256": build_info["registry_sha256"],
@@ -229,6 +231,10 @@ def publish(
             "gx": gate_summary,
             **(extra_manifest or {}),
         }
+        report = render_report(staging / "marts.duckdb", manifest, staging / "report.html")
+        manifest["files"].append(
+            {"path": "report.html", "rows": None, "sha256": sha256_file(report)}
+        )
         (staging / "manifest.json").write_text(
             json.dumps(manifest, indent=2, sort_keys=True) + "\n", encoding="utf-8"
         )

@@ -5,7 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from ingestion.consortium import SiteConfig
+from ingestion.quarantine import Issue
 from ingestion.readers.redcap_csv import ReadResult
+from ingestion.readers.redcap_dictionary import Dictionary, find_dictionary, parse_dictionary
 from ingestion.readers.redcap_status import read_redcap
 from ingestion.registry import Registry
 
@@ -18,12 +20,20 @@ def required_columns(site: SiteConfig, registry: Registry) -> list[str]:
     return required
 
 
+def delivered_dictionary(path: Path, site: SiteConfig) -> Dictionary | Issue | None:
+    """The site's REDCap data dictionary delivered next to `path`, parsed (None: none sent)."""
+    found = find_dictionary(path.parent, site)
+    return None if found is None else parse_dictionary(found.read_bytes(), found.name)
+
+
 def read_export(path: Path, site: SiteConfig, registry: Registry) -> ReadResult:
     if site.format == "redcap_csv":
-        return read_redcap(path, site, registry, required_columns(site, registry))
+        return read_redcap(
+            path, site, registry, required_columns(site, registry), delivered_dictionary(path, site)
+        )
     from ingestion.readers.zip_archive import read_bytes, read_zip
 
     raw = path.read_bytes()
     if site.format == "zip":
-        return read_zip(raw, site, registry)
+        return read_zip(raw, site, registry, delivered_dictionary(path, site))
     return read_bytes(raw, site.format, site, registry)

@@ -13,6 +13,9 @@ each line offers exactly one administration (the other forms of an output row ar
 out of "offered", see `SiteRead.not_offered`). Two lines for the same client, session and
 measure are thus seen by validation as exact or conflicting duplicates, as in a wide export.
 
+Only the mapped columns are copied out of a line, so the site's `identifier_columns` and any
+free-text column (a clinician's note) never reach a frame, a quarantine record or an event.
+
 Held back by the reader: lines with the wrong number of fields (parse), measures the site did not
 configure (schema); measures listed in `skip_measures` are counted as not administered.
 """

@@ -3,8 +3,9 @@
 Columns are found by ImportId (`{"ImportId":"QID5_1"}`), which survives an editor renaming a
 question, and renamed to the site's canonical names through `qualtrics.import_ids`. Identifying
 metadata (IPAddress, recipient names and e-mail, location) is dropped as the header is read,
-before any cell becomes part of a frame, a quarantine record or an event; so is every column the
-site did not configure (free text is never ingested by accident).
+before any cell becomes part of a frame, a quarantine record or an event, together with the
+site's `identifier_columns` and `qualtrics.drop_columns`; so is every column the site did not
+configure (free text is never ingested by accident).
 
 Responses that are not Finished (or below `min_progress`) are held back by the reader: quarantined
 with a reason (default) or skipped and counted as not administered (`unfinished: skip`).
@@ -64,7 +65,7 @@ def read_qualtrics_csv(raw: bytes, site: SiteConfig, registry: Registry) -> Site
         )
     body = [(n + 1, r) for n, r in enumerate(records[HEADER_ROWS:], start=HEADER_ROWS) if r]
     rows_in = len(body)
-    dropped = IDENTIFYING | {c.lower() for c in options.drop_columns}
+    dropped = IDENTIFYING | {c.lower() for c in (*options.drop_columns, *site.identifier_columns)}
     # Which file column becomes which canonical column; identifying ones never get a slot.
     wanted: dict[str, int] = {}
     finished_at = progress_at = None

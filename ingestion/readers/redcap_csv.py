@@ -1,4 +1,4 @@
-"""REDCap "CSV raw" exports: one row per record x event, every cell kept as text.
+"""REDCap "CSV raw" exports: one row per record x event, every mapped cell kept as text.
 
 Cells stay text here so validation can tell a blank from a zero and report the raw value of a
 bad cell; typing happens in `ingestion.validate`, column-wise.
@@ -64,8 +64,14 @@ def read_redcap_csv(path: Path, required_columns: list[str]) -> ReadResult:
         return _file_issue("file.duplicate_columns", "schema", f"columns repeated: {dupes}")
     width = len(header)
     ragged = [i for i, r in enumerate(body) if len(r) != width]
+    # Only the columns the site maps are passed on: identifier and free-text columns never
+    # become part of the frame (nor of a quarantine record or an event).
+    keep = list(dict.fromkeys(required_columns))
+    at = [header.index(c) for c in keep]
     frame = pd.DataFrame(
-        [r if len(r) == width else [""] * width for r in body], columns=header, dtype="string"
+        [[r[i] for i in at] if len(r) == width else [""] * len(at) for r in body],
+        columns=keep,
+        dtype="string",
     )
     frame["__source_row"] = range(2, len(body) + 2)
     frame["__ragged"] = False

@@ -18,16 +18,29 @@ from pathlib import Path
 import pandas as pd
 
 from ingestion.consortium import SiteConfig
+from ingestion.quarantine import Issue
 from ingestion.readers.base import Holdback
 from ingestion.readers.redcap_csv import ReadResult, read_redcap_csv
+from ingestion.readers.redcap_dictionary import Dictionary, check_export
 from ingestion.registry import Registry
 
 STATUS = {"0": "Incomplete", "1": "Unverified", "2": "Complete"}
 
 
 def read_redcap(
-    path: Path, site: SiteConfig, registry: Registry, required: list[str]
+    path: Path,
+    site: SiteConfig,
+    registry: Registry,
+    required: list[str],
+    dictionary: Dictionary | Issue | None = None,
 ) -> ReadResult:
+    """`dictionary`: the site's parsed data dictionary, its parse issue, or None (not sent)."""
+    if isinstance(dictionary, Issue):
+        return ReadResult(None, dictionary, 0)
+    if dictionary is not None:
+        mismatch = check_export(dictionary, site, registry)
+        if mismatch is not None:
+            return ReadResult(None, mismatch, 0)
     options = site.redcap
     if options is None or not options.status_columns:
         return read_redcap_csv(path, required)

@@ -10,6 +10,9 @@ Refused whole, with category `archive`: not a zip; more than `max_members` membe
 path that is absolute, has a drive letter or a `..` part, or is a symlink; encrypted members;
 declared or actual uncompressed size above `max_total_bytes` (the actual size is measured while
 reading, so a zip that lies about its sizes is caught too); no or several data members.
+
+A REDCap data dictionary member (`redcap.data_dictionary_glob`) is not a data member: it is read
+and applied to the export like one delivered next to it.
 """
 
 from __future__ import annotations
@@ -23,8 +26,10 @@ import zipfile
 from pathlib import Path, PurePosixPath
 
 from ingestion.consortium import SiteConfig
+from ingestion.quarantine import Issue
 from ingestion.readers.base import SiteRead, file_issue
 from ingestion.readers.redcap_csv import ReadResult
+from ingestion.readers.redcap_dictionary import Dictionary, is_dictionary, parse_dictionary
 from ingestion.registry import Registry
 
 DRIVE = re.compile(r"^[A-Za-z]:")
@@ -44,7 +49,13 @@ def unsafe_member(name: str) -> str | None:
     return None
 
 
-def read_zip(raw: bytes, site: SiteConfig, registry: Registry) -> ReadResult:
+def read_zip(
+    raw: bytes,
+    site: SiteConfig,
+    registry: Registry,
+    dictionary: Dictionary | Issue | None = None,
+) -> ReadResult:
+    """`dictionary`: a REDCap data dictionary delivered next to the zip; one inside wins."""
     options = site.zip
     assert options is not None
     try:
@@ -71,11 +82,12 @@ def read_zip(raw: bytes, site: SiteConfig, registry: Registry) -> ReadResult:
                 f"uncompressed size {declared} bytes exceeds the limit of "
                 f"{options.max_total_bytes} (zip bomb guard)",
             )
+        files = [i for i in members if not i.is_dir() and not i.filename.startswith("__MACOSX/")]
+        dictionaries = [i for i in files if is_dictionary(PurePosixPath(i.filename).name, site)]
         data = [
             i
-            for i in members
-            if not i.is_dir()
-            and not i.filename.startswith("__MACOSX/")
+            for i in files
+            if i not in dictionaries
             and fnmatch.fnmatch(PurePosixPath(i.filename).name, options.member_glob)
         ]
         if len(data) != 1:
@@ -98,7 +110,16 @@ def read_zip(raw: bytes, site: SiteConfig, registry: Registry) -> ReadResult:
                 f"member {member.filename!r} expands beyond {options.max_total_bytes} bytes "
                 "(zip bomb guard)",
             )
-    return read_bytes(content, options.format, site, registry)
+        if dictionaries and options.format == "redcap_csv":
+            newest = max(dictionaries, key=lambda i: PurePosixPath(i.filename).name)
+            try:
+                text = _read_capped(archive, newest, options.max_total_bytes)
+            except (zipfile.BadZipFile, NotImplementedError, OSError) as exc:
+                return _archive("unreadable", f"member {newest.filename!r} cannot be read: {exc}")
+            if text is None:
+                return _archive("too_large", f"member {newest.filename!r} is too large")
+            dictionary = parse_dictionary(text, newest.filename)
+    return read_bytes(content, options.format, site, registry, dictionary)
 
 
 def _read_capped(archive: zipfile.ZipFile, member: zipfile.ZipInfo, limit: int) -> bytes | None:
@@ -111,7 +132,13 @@ def _read_capped(archive: zipfile.ZipFile, member: zipfile.ZipInfo, limit: int) 
     return bytes(out)
 
 
-def read_bytes(raw: bytes, fmt: str, site: SiteConfig, registry: Registry) -> ReadResult:
+def read_bytes(
+    raw: bytes,
+    fmt: str,
+    site: SiteConfig,
+    registry: Registry,
+    dictionary: Dictionary | Issue | None = None,
+) -> ReadResult:
     """Read one export's bytes in the given (non-zip) format."""
     from ingestion.readers.dispatch import required_columns
     from ingestion.readers.long_csv import read_long_csv
@@ -127,4 +154,4 @@ def read_bytes(raw: bytes, fmt: str, site: SiteConfig, registry: Registry) -> Re
     with tempfile.TemporaryDirectory(prefix="bordin-zip-") as folder:
         target = Path(folder) / "member.csv"
         target.write_bytes(raw)
-        return read_redcap(target, site, registry, required_columns(site, registry))
+        return read_redcap(target, site, registry, required_columns(site, registry), dictionary)

@@ -51,6 +51,11 @@ select
     c.therapist_pid,
     c.session_number,
     c.session_date,
+    -- Relative time (days since the client's first session at this site, any instrument):
+    -- releases carry this instead of calendar dates.
+    cast(date_diff(
+        'day', min(c.session_date) over (partition by c.site_id, c.client_pid), c.session_date
+    ) as integer) as session_day,
     c.instrument,
     c.rater_role,
     r.construct,

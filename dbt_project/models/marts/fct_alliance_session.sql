@@ -1,4 +1,6 @@
--- One row per alliance administration with its total and Bordin's three subscales.
+-- One row per alliance administration: total and Bordin's three subscales, POMP, the
+-- instrument's concern rule, ruptures and repairs against the client's own series, and
+-- relative time (see int_alliance_sessions_flagged for the rules).
 select
     site_id,
     client_pid,
@@ -11,6 +13,12 @@ select
     cast(task as double) as task,
     cast(bond as double) as bond,
     cast(items_answered as integer) as items_answered,
-    is_prorated as prorated
-from {{ ref('int_administrations_scored') }}
-where construct = 'alliance'
+    is_prorated as prorated,
+    cast(pomp_total as double) as pomp_total,
+    alliance_concern,
+    rupture_k1,
+    rupture_k2,
+    repaired_k1,
+    repaired_k2,
+    cast(session_day as integer) as session_day
+from {{ ref('int_alliance_sessions_flagged') }}

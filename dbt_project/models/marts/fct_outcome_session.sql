@@ -1,25 +1,15 @@
--- One row per outcome administration with its score, severity band and caseness.
-with scored as (
-    select * from {{ ref('int_administrations_scored') }} where construct = 'outcome'
-)
-
+-- One row per outcome administration: total prorated by the instrument's missing-item rule,
+-- severity band, caseness and direction (see int_outcome_sessions_classified).
 select
-    s.site_id,
-    s.client_pid,
-    cast(s.session_number as integer) as session_number,
-    s.instrument,
-    cast(s.total as double) as total,
-    b.band as severity_band,
-    case
-        when s.total is null or r.caseness_operator is null then null
-        when r.caseness_operator = '>=' then s.total >= r.caseness_threshold
-        when r.caseness_operator = '<' then s.total < r.caseness_threshold
-    end as at_caseness,
-    cast(s.items_answered as integer) as items_answered,
-    s.is_prorated as prorated
-from scored as s
-inner join {{ ref('stg_registry__instruments') }} as r on s.instrument = r.instrument
-left join {{ ref('stg_registry__severity_bands') }} as b
-    on s.instrument = b.instrument
-    and s.total >= b.min_score
-    and (b.max_score_exclusive is null or s.total < b.max_score_exclusive)
+    site_id,
+    client_pid,
+    cast(session_number as integer) as session_number,
+    instrument,
+    cast(total as double) as total,
+    severity_band,
+    at_caseness,
+    cast(items_answered as integer) as items_answered,
+    is_prorated as prorated,
+    direction,
+    cast(session_day as integer) as session_day
+from {{ ref('int_outcome_sessions_classified') }}

@@ -1,28 +1,61 @@
--- Fixed-effect (inverse variance, w = n - 3) and DerSimonian-Laird random-effects pooling of
--- the per-site Fisher z. tau2 = max(0, (Q - (k - 1)) / (sum w - sum w^2 / sum w));
--- I2 = max(0, (Q - df) / Q). Back-transformed with tanh.
-with sites as (
-    select fisher_z as z, 1.0 / (se_z * se_z) as w, n
-    from {{ ref('mart_alliance_outcome_site') }}
-    where fisher_z is not null
+-- Per-site Fisher z pooled across sites (site = study), for
+--   scope 'primary':    each site's primary row (is_primary), the consortium's headline;
+--   scope 'rater_role': each site's primary alliance and outcome measure, per rater role;
+-- and for the raw and the baseline-residualized r (correlation_type).
+-- Fixed effect: w = 1 / se^2 (= n - 3), z = sum w z / sum w. Q = sum w (z - z_fixed)^2;
+-- DerSimonian-Laird tau2 = max(0, (Q - (k - 1)) / (sum w - sum w^2 / sum w)), w* = 1 / (se^2 +
+-- tau2); I2 = max(0, (Q - (k - 1)) / Q). The random-effects prediction interval (Higgins,
+-- Thompson & Spiegelhalter 2009) is z* +- t_{k-2} sqrt(tau2 + se*^2), for k >= 3.
+-- Everything is back-transformed with tanh.
+with site_rows as (
+    select m.*, s.primary_alliance, s.primary_outcome
+    from {{ ref('mart_alliance_outcome_site') }} as m
+    inner join {{ ref('stg_consortium__sites') }} as s on m.site_id = s.site_id
+),
+
+effects as (
+    {%- set scopes = [
+        ('primary', 'is_primary'),
+        ('rater_role', 'alliance_instrument = primary_alliance'
+            ~ ' and outcome_instrument = primary_outcome'),
+    ] %}
+    {%- set kinds = [('raw', ''), ('residualized', '_residualized')] %}
+    {%- for scope, condition in scopes %}
+    {%- set outer = loop %}
+    {%- for kind, suffix in kinds %}
+    select
+        '{{ scope }}' as scope,
+        rater_role,
+        '{{ kind }}' as correlation_type,
+        n,
+        fisher_z{{ suffix }} as z,
+        1.0 / (se_z{{ suffix }} * se_z{{ suffix }}) as w
+    from site_rows
+    where {{ condition }} and fisher_z{{ suffix }} is not null
+    {{ 'union all' if not (loop.last and outer.last) }}
+    {%- endfor %}
+    {%- endfor %}
 ),
 
 fixed as (
     select
+        scope,
+        rater_role,
+        correlation_type,
         count(*) as k,
         sum(n) as n_clients,
         sum(w) as sum_w,
         sum(w * w) as sum_w2,
         sum(w * z) / sum(w) as z_fixed
-    from sites
+    from effects
+    group by scope, rater_role, correlation_type
 ),
 
 heterogeneity as (
-    select
-        f.*,
-        (select sum(s.w * power(s.z - f.z_fixed, 2)) from sites as s) as q
+    select f.*, sum(e.w * (e.z - f.z_fixed) ^ 2) as q
     from fixed as f
-    where f.k > 0
+    inner join effects as e using (scope, rater_role, correlation_type)
+    group by all
 ),
 
 tau as (
@@ -39,19 +72,24 @@ tau as (
 random as (
     select
         t.*,
-        (select sum(s.z / (1 / s.w + t.tau2)) / sum(1 / (1 / s.w + t.tau2)) from sites as s)
-            as z_random,
-        (select sqrt(1 / sum(1 / (1 / s.w + t.tau2))) from sites as s) as se_random
+        sum(e.z / (1 / e.w + t.tau2)) / sum(1 / (1 / e.w + t.tau2)) as z_random,
+        sqrt(1 / sum(1 / (1 / e.w + t.tau2))) as se_random
     from tau as t
+    inner join effects as e using (scope, rater_role, correlation_type)
+    group by all
 ),
 
 estimates as (
     select
-        'fixed' as method, k, n_clients, z_fixed as z, sqrt(1 / sum_w) as se,
-        0.0 as tau2, i2, q
+        scope, rater_role, correlation_type, 'fixed' as method, k, n_clients,
+        z_fixed as z, sqrt(1 / sum_w) as se, 0.0 as tau2, i2, q,
+        cast(null as double) as pi_half_width
     from random
     union all
-    select 'random_dl', k, n_clients, z_random, se_random, tau2, i2, q
+    select
+        scope, rater_role, correlation_type, 'random_dl', k, n_clients,
+        z_random, se_random, tau2, i2, q,
+        {{ t_quantile_975('k - 2') }} * sqrt(tau2 + se_random * se_random)
     from random
 )
 
@@ -66,5 +104,12 @@ select
     cast(tanh(z + {{ var('ci_z') }} * se) as double) as ci_high,
     cast(tau2 as double) as tau2,
     cast(i2 as double) as i2,
-    cast(q as double) as q
+    cast(q as double) as q,
+    scope,
+    rater_role,
+    correlation_type,
+    cast(k - 1 as integer) as q_df,
+    cast(tanh(z - pi_half_width) as double) as pi_low,
+    cast(tanh(z + pi_half_width) as double) as pi_high,
+    '{{ early_alliance_rule() }}' as early_alliance_rule
 from estimates
