@@ -49,11 +49,14 @@ class FormMap:
 
 @dataclass(frozen=True)
 class WithdrawalFiles:
-    """Where a site delivers consent withdrawals: a small CSV, one client code per row."""
+    """How a site delivers consent withdrawals: a small CSV of client codes (`file_glob`),
+    and/or a column of its REDCap export whose value marks the row's client as withdrawn."""
 
-    file_glob: str
-    client_code_column: str
+    file_glob: str | None
+    client_code_column: str | None
     reason_column: str | None
+    column: str | None = None
+    values: tuple[str, ...] = ("1", "y", "yes", "true", "withdrawn")
 
 
 @dataclass(frozen=True)
@@ -235,7 +238,7 @@ def _parse_site(doc: Any, file: Path, registry: Registry, index: int) -> SiteCon
     fraction = doc.get("max_retraction_fraction", 0.5)
     if not isinstance(fraction, int | float) or not 0 <= fraction <= 1:
         raise ConfigError(file, f"{where}max_retraction_fraction", "must be a number in 0..1")
-    withdrawals = _parse_withdrawals(doc.get("withdrawals"), file, where)
+    withdrawals = _parse_withdrawals(doc.get("withdrawals"), file, where, fmt)
     inner = fmt
     zip_options = None
     if fmt == "zip":
@@ -500,7 +503,7 @@ def _parse_zip(doc: Any, file: Path, where: str) -> ZipOptions:
     )
 
 
-def _parse_withdrawals(doc: Any, file: Path, where: str) -> WithdrawalFiles | None:
+def _parse_withdrawals(doc: Any, file: Path, where: str, fmt: str) -> WithdrawalFiles | None:
     if doc is None:
         return None
     if not isinstance(doc, dict):
@@ -509,10 +512,25 @@ def _parse_withdrawals(doc: Any, file: Path, where: str) -> WithdrawalFiles | No
     reason = doc.get("reason_column")
     if reason is not None and not isinstance(reason, str):
         raise ConfigError(file, f"{wwhere}reason_column", "must be a column name")
+    column = doc.get("column")
+    if column is not None:
+        column = _str(doc, "column", file, wwhere)
+        if fmt != "redcap_csv":
+            raise ConfigError(
+                file, f"{wwhere}column", "a withdrawal column is read from REDCap exports only"
+            )
+    if doc.get("file_glob") is None and column is None:
+        raise ConfigError(file, f"{where}withdrawals", "needs file_glob, column, or both")
+    values = doc.get("values", list(WithdrawalFiles.values))
+    if not isinstance(values, list) or not values or not all(isinstance(v, str) for v in values):
+        raise ConfigError(file, f"{wwhere}values", "must be a list of text values")
+    has_files = doc.get("file_glob") is not None
     return WithdrawalFiles(
-        file_glob=_str(doc, "file_glob", file, wwhere),
-        client_code_column=_str(doc, "client_code_column", file, wwhere),
+        file_glob=_str(doc, "file_glob", file, wwhere) if has_files else None,
+        client_code_column=_str(doc, "client_code_column", file, wwhere) if has_files else None,
         reason_column=reason,
+        column=column,
+        values=tuple(v.strip().lower() for v in values),
     )
 
 

@@ -122,7 +122,7 @@ def _deliveries(site: SiteConfig, where: Paths) -> list[tuple[Path, str]]:
     if not folder.is_dir():
         return []
     withdrawals: set[Path] = set()
-    if site.withdrawals:
+    if site.withdrawals and site.withdrawals.file_glob:
         withdrawals = {p for p in folder.glob(site.withdrawals.file_glob) if p.is_file()}
     exports = {p for p in folder.glob(site.file_glob) if p.is_file()} - withdrawals
     return [(p, "withdrawals") for p in sorted(withdrawals)] + [
@@ -327,6 +327,9 @@ def _ingest_export(
     issues = list(validated.issues)
     admins = _pseudonymize(validated.administrations, site, key)
     state = emitter.state
+    outcome.withdrawn = _withdrawals_in_export(
+        read.frame, site, row_pids, (path.name, sha), emitter
+    )
     closed = admins["client_pid"].isin(list(state.closed_clients))
     for rec in admins[closed].itertuples(index=False):
         issues.append(
@@ -380,6 +383,29 @@ def _ingest_export(
     outcome.unchanged = plan.unchanged
     outcome.quarantine_records = len(issues)
     return outcome, issues, row_pids
+
+
+def _withdrawals_in_export(
+    frame: pd.DataFrame,
+    site: SiteConfig,
+    row_pids: dict[int, str],
+    source: tuple[str, str],
+    emitter: _Emitter,
+) -> int:
+    """Rows whose withdrawal column is set withdraw their client, before any diffing."""
+    config = site.withdrawals
+    if config is None or config.column is None or config.column not in frame.columns:
+        return 0
+    flags = frame[config.column].fillna("").str.strip().str.lower().isin(config.values)
+    withdrawn = 0
+    for row in frame.loc[flags, "__source_row"].astype(int):
+        pid = row_pids.get(int(row))
+        if pid and pid not in emitter.state.closed_clients:
+            emitter.client(
+                CONSENT_WITHDRAWN, pid, (*source, int(row)), "consent withdrawn (export column)"
+            )
+            withdrawn += 1
+    return withdrawn
 
 
 def _row_pids(frame: pd.DataFrame, site: SiteConfig, key: PseudonymKey) -> dict[int, str]:

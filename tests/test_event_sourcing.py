@@ -190,3 +190,33 @@ def test_two_ingestions_of_one_site_at_once_give_one_set_of_events(alpha: Path) 
     assert written == [0, 0, 180]
     events = _events(alpha)
     assert len(events) == 180 == len({e["event_id"] for e in events})
+
+
+def test_withdrawal_column_in_the_export(home: Path) -> None:
+    _configure(home, withdrawals={"column": "consent_withdrawn"})
+    header = [*HEADER, "consent_withdrawn"]
+    path = home / "inbox" / "alpha" / "e.csv"
+    path.parent.mkdir(parents=True)
+    rows = [_row("C1", 1, 3, 1) + [""], _row("C2", 1, 3, 1) + [""]]
+    with path.open("w", newline="") as handle:
+        csv.writer(handle, lineterminator="\n").writerows([header, *rows])
+    assert _night(home).events_written == 4
+    rows[1][-1] = "Yes"  # the site ticks C2's withdrawal box
+    rows.append(_row("C2", 2, 3, 1) + ["yes"])
+    with (home / "inbox" / "alpha" / "e2.csv").open("w", newline="") as handle:
+        csv.writer(handle, lineterminator="\n").writerows([header, *rows])
+    result = _night(home, "2026-11-21")
+    (outcome,) = [f for f in result.files if f.source_file == "e2.csv"]
+    # One withdrawal event; C2's rows (2 x 2 administrations) held back, nothing retracted.
+    assert (outcome.withdrawn, outcome.quarantined, outcome.retracted) == (1, 4, 0)
+    kinds = [e["event_type"] for e in _events(home)]
+    assert kinds.count("consent_withdrawn") == 1 and "response_retracted" not in kinds
+
+
+def test_withdrawal_config_is_validated(home: Path) -> None:
+    from ingestion.config_errors import ConfigError
+    from ingestion.consortium import load_consortium
+
+    _configure(home, withdrawals={"reason_column": "r"})
+    with pytest.raises(ConfigError, match="needs file_glob, column, or both"):
+        load_consortium(home / "consortium.yml")

@@ -17,6 +17,8 @@ def required_columns(site: SiteConfig, registry: Registry) -> list[str]:
     required = [site.columns[c] for c in ("client_code", "therapist_code", "session_date", "event")]
     for form in site.forms:
         required += form.item_columns(registry.get(form.instrument).items)
+    if site.withdrawals and site.withdrawals.column:
+        required.append(site.withdrawals.column)
     return required
 
 
