@@ -60,6 +60,28 @@ class WithdrawalFiles:
 
 
 @dataclass(frozen=True)
+class EndingOptions:
+    """How a REDCap export says how an episode ended: a column whose value is one of the site's
+    planned or unplanned codes (compared case-insensitively after stripping; stored lowered).
+    A blank cell, or a value in neither list, means the ending is not known from that row."""
+
+    column: str
+    planned: tuple[str, ...]
+    unplanned: tuple[str, ...]
+
+    def classify(self, value: str | None) -> str | None:
+        """'planned', 'unplanned', or None (blank or not one of the site's codes)."""
+        text = (value or "").strip().lower()
+        if not text:
+            return None
+        if text in self.planned:
+            return "planned"
+        if text in self.unplanned:
+            return "unplanned"
+        return None
+
+
+@dataclass(frozen=True)
 class RedcapOptions:
     """REDCap per-form status: `<form>_complete` is 0 Incomplete, 1 Unverified, 2 Complete."""
 
@@ -145,6 +167,8 @@ class SiteConfig:
     # quarantine record or an event. Readers pass on mapped columns only anyway; listing them
     # documents the export and makes it a config error to map one by mistake.
     identifier_columns: tuple[str, ...] = ()
+    # REDCap only: the column coding how the client's episode ended (planned / unplanned).
+    ending: EndingOptions | None = None
 
     @property
     def data_dictionary_glob(self) -> str | None:
@@ -239,6 +263,7 @@ def _parse_site(doc: Any, file: Path, registry: Registry, index: int) -> SiteCon
     if not isinstance(fraction, int | float) or not 0 <= fraction <= 1:
         raise ConfigError(file, f"{where}max_retraction_fraction", "must be a number in 0..1")
     withdrawals = _parse_withdrawals(doc.get("withdrawals"), file, where, fmt)
+    ending = _parse_ending(doc.get("ending"), file, where, fmt)
     inner = fmt
     zip_options = None
     if fmt == "zip":
@@ -262,6 +287,12 @@ def _parse_site(doc: Any, file: Path, registry: Registry, index: int) -> SiteCon
     elif doc.get("long_csv") is not None:
         raise ConfigError(file, f"{where}long_csv", f"is not read for format {inner}")
     identifiers = _identifier_columns(doc, file, where, columns, forms, registry, qualtrics)
+    if ending is not None and ending.column.lower() in {n.lower() for n in identifiers}:
+        raise ConfigError(
+            file,
+            f"{where}ending.column",
+            f"{ending.column!r} is listed in identifier_columns; an identifier is never read",
+        )
     return SiteConfig(
         site_id=site_id,
         name=str(doc.get("name", site_id)),
@@ -281,6 +312,7 @@ def _parse_site(doc: Any, file: Path, registry: Registry, index: int) -> SiteCon
         long_csv=long_csv,
         zip=zip_options,
         identifier_columns=identifiers,
+        ending=ending,
     )
 
 
@@ -532,6 +564,47 @@ def _parse_withdrawals(doc: Any, file: Path, where: str, fmt: str) -> Withdrawal
         column=column,
         values=tuple(v.strip().lower() for v in values),
     )
+
+
+def _parse_ending(doc: Any, file: Path, where: str, fmt: str) -> EndingOptions | None:
+    """`ending: {column, planned: [...], unplanned: [...]}`; REDCap exports only."""
+    if doc is None:
+        return None
+    if not isinstance(doc, dict):
+        raise ConfigError(file, f"{where}ending", "must be a mapping: column, planned, unplanned")
+    ewhere = f"{where}ending."
+    if fmt != "redcap_csv":
+        raise ConfigError(
+            file, f"{where}ending", f"an ending column is read from REDCap exports only, not {fmt}"
+        )
+    unknown = sorted(set(doc) - {"column", "planned", "unplanned"})
+    if unknown:
+        raise ConfigError(
+            file, f"{ewhere}{unknown[0]}", "is not a known key (column, planned, unplanned)"
+        )
+    column = _str(doc, "column", file, ewhere)
+    lists: dict[str, tuple[str, ...]] = {}
+    for key in ("planned", "unplanned"):
+        values = doc.get(key)
+        if (
+            not isinstance(values, list)
+            or not values
+            or not all(isinstance(v, str) and v.strip() for v in values)
+        ):
+            raise ConfigError(
+                file,
+                f"{ewhere}{key}",
+                "must be a non-empty list of text values (the export's codes)",
+            )
+        lists[key] = tuple(dict.fromkeys(v.strip().lower() for v in values))
+    overlap = sorted(set(lists["planned"]) & set(lists["unplanned"]))
+    if overlap:
+        raise ConfigError(
+            file,
+            f"{ewhere}unplanned",
+            f"also listed as planned: {overlap} (compared ignoring case)",
+        )
+    return EndingOptions(column=column, planned=lists["planned"], unplanned=lists["unplanned"])
 
 
 def load_consortium(file: Path, registry: Registry | None = None) -> Consortium:

@@ -21,7 +21,7 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
-from deltalake import CommitProperties, DeltaTable, Transaction, write_deltalake
+from deltalake import CommitProperties, DeltaTable, Schema, Transaction, write_deltalake
 from deltalake.exceptions import DeltaError
 from deltalake.transaction import AddAction
 
@@ -68,6 +68,7 @@ def append(
 ) -> int:
     """Write the rows' Parquet file, then commit it with the files' markers; returns the version."""
     ensure_table(path, table.schema)
+    _add_new_columns(path, table.schema)
     actions = []
     if table.num_rows:
         name = f"part-{uuid.uuid4()}.parquet"
@@ -96,6 +97,22 @@ def append(
     return DeltaTable(str(path)).version()
 
 
+def _add_new_columns(path: Path, schema: pa.Schema) -> None:
+    """Schema evolution: columns new in `schema` are added (nullable) to the table's schema, so
+    rewrites (erasure's delete) keep them; rows written before read them as null."""
+    have = {f.name for f in DeltaTable(str(path)).schema().fields}
+    new = [f for f in schema if f.name not in have]
+    if not new:
+        return
+    try:
+        DeltaTable(str(path)).alter.add_columns(list(Schema.from_arrow(pa.schema(new)).fields))
+    except DeltaError:
+        # Another writer (a different site's ingestion) added them first.
+        have = {f.name for f in DeltaTable(str(path)).schema().fields}
+        if any(f.name not in have for f in new):
+            raise
+
+
 def data_files(path: Path, version: int | None = None) -> list[str]:
     """The Parquet files the Delta log lists at a version (latest when None)."""
     table = DeltaTable(str(path))
@@ -115,7 +132,12 @@ def read(path: Path, schema: pa.Schema, version: int | None = None, where: str =
     try:
         sql = "SELECT * FROM read_parquet(?, union_by_name = true)"
         result = con.execute(f"{sql} {('WHERE ' + where) if where else ''}", [files])
-        return result.fetch_arrow_table().select(schema.names).cast(schema)
+        table = result.fetch_arrow_table()
+        # Columns added to the schema after these files were written read as null.
+        for field in schema:
+            if field.name not in table.column_names:
+                table = table.append_column(field.name, pa.nulls(table.num_rows, field.type))
+        return table.select(schema.names).cast(schema)
     finally:
         con.close()
 

@@ -36,6 +36,9 @@ EVENT_SCHEMA = pa.schema(
         ("instrument", pa.string()),
         ("rater_role", pa.string()),
         ("items", pa.list_(pa.float64())),
+        # How the client's episode ended, as coded on this administration's row: 'planned',
+        # 'unplanned' or null (not delivered / not known). Absent from logs written before it.
+        ("ending_type", pa.string()),
         ("supersedes_event_id", pa.string()),
         ("reason", pa.string()),
         ("source_file", pa.string()),

@@ -156,9 +156,10 @@ class _Emitter:
         therapist_pid: str | None,
         source: tuple[str, str, int | None],
         reason: str | None,
+        ending_type: str | None = None,
     ) -> None:
         day = session_date.isoformat() if session_date else None
-        content = content_of(items, day, therapist_pid) if items is not None else None
+        content = content_of(items, day, therapist_pid, ending_type) if items is not None else None
         previous = self.state.last_event.get(key)
         eid = event_id(etype, (self.state.site_id, *key), content, previous)
         self._append(
@@ -172,6 +173,7 @@ class _Emitter:
                 "instrument": key[2],
                 "rater_role": key[3],
                 "items": items,
+                "ending_type": ending_type,
                 "supersedes_event_id": previous,
             },
             source,
@@ -366,6 +368,7 @@ def _ingest_export(
             therapist_pid=rec.therapist_pid,
             source=(*source, int(rec.source_row)),
             reason="changed in the site's export" if etype == RESPONSE_AMENDED else None,
+            ending_type=_ending(rec.ending_type),
         )
     for gone in plan.retractions:
         emitter.response(
@@ -430,7 +433,12 @@ def _diff(admins: pd.DataFrame, held: set[Key], state: SiteState, site: SiteConf
     for rec in admins.itertuples(index=False):
         k = (rec.client_pid, int(rec.session_number), rec.instrument, rec.rater_role)
         present.add(k)
-        content = content_of(list(rec.items), rec.session_date.isoformat(), rec.therapist_pid)
+        content = content_of(
+            list(rec.items),
+            rec.session_date.isoformat(),
+            rec.therapist_pid,
+            _ending(rec.ending_type),
+        )
         if k not in state.current:
             changes.append((rec, RESPONSE_RECORDED))
         elif state.current[k] != content:
@@ -461,6 +469,11 @@ def _diff(admins: pd.DataFrame, held: set[Key], state: SiteState, site: SiteConf
                 ),
             )
     return _Plan(changes, retractions, unchanged)
+
+
+def _ending(value: object) -> str | None:
+    """The administration's ending type; pandas may hold a missing one as NaN or NA."""
+    return value if isinstance(value, str) else None
 
 
 def _pseudonymize(admins: pd.DataFrame, site: SiteConfig, key: PseudonymKey) -> pd.DataFrame:

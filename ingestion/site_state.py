@@ -15,14 +15,25 @@ Key = tuple[str, int, str, str]  # client_pid, session_number, instrument, rater
 
 
 def content_of(
-    items: list[float | None], session_date: str | None, therapist_pid: str | None
+    items: list[float | None],
+    session_date: str | None,
+    therapist_pid: str | None,
+    ending_type: str | None = None,
 ) -> str:
-    """Canonical text of an administration's values: equal text = unchanged."""
-    return json.dumps(
-        {"items": items, "session_date": session_date, "therapist_pid": therapist_pid},
-        separators=(",", ":"),
-        sort_keys=True,
-    )
+    """Canonical text of an administration's values: equal text = unchanged.
+
+    The ending type is part of the content only when known, so an administration without one
+    has the same text (and event ids) as before the field existed: logs written then replay
+    as unchanged, and a site adding an ending to a stored row yields one amendment.
+    """
+    content: dict[str, object] = {
+        "items": items,
+        "session_date": session_date,
+        "therapist_pid": therapist_pid,
+    }
+    if ending_type is not None:
+        content["ending_type"] = ending_type
+    return json.dumps(content, separators=(",", ":"), sort_keys=True)
 
 
 @dataclass
@@ -44,11 +55,17 @@ class SiteState:
             return state
         con = duckdb.connect()
         try:
+            source = "read_parquet(?, union_by_name = true)"
+            names = {
+                d[0] for d in con.execute(f"SELECT * FROM {source} LIMIT 0", [files]).description
+            }
+            # Logs written before events carried an ending type have no such column.
+            ending = "ending_type" if "ending_type" in names else "CAST(NULL AS VARCHAR)"
             rows = con.execute(
-                """
+                f"""
                 SELECT event_id, event_type, site_seq, client_pid, session_number, instrument,
-                       rater_role, items, CAST(session_date AS VARCHAR), therapist_pid
-                FROM read_parquet(?, union_by_name = true)
+                       rater_role, items, CAST(session_date AS VARCHAR), therapist_pid, {ending}
+                FROM {source}
                 WHERE site_id = ?
                 ORDER BY site_seq
                 """,
@@ -56,7 +73,7 @@ class SiteState:
             ).fetchall()
         finally:
             con.close()
-        for eid, etype, seq, pid, session, instrument, role, items, day, therapist in rows:
+        for eid, etype, seq, pid, session, instrument, role, items, day, therapist, end in rows:
             state.seq = max(state.seq, seq)
             if etype in RESPONSE_TYPES:
                 key = (pid, session, instrument, role)
@@ -64,7 +81,7 @@ class SiteState:
                 if etype == RESPONSE_RETRACTED:
                     state.current.pop(key, None)
                 else:
-                    state.current[key] = content_of(items, day, therapist)
+                    state.current[key] = content_of(items, day, therapist, end)
             elif etype in CLIENT_TYPES:
                 state.closed_clients[pid] = etype
                 state.last_client_event[pid] = eid

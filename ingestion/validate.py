@@ -4,6 +4,11 @@ The unit of acceptance is one administration: one source row x one configured qu
 A bad PHQ-9 cell quarantines that PHQ-9, not the WAI-SR filled in at the same session, so
 nothing valid is lost. Every administration is counted exactly once as accepted, quarantined,
 or not administered (all items blank), which is what the conservation check adds up.
+
+A site with an `ending` column gets the row's normalized ending type ('planned', 'unplanned'
+or None) on each of the row's accepted administrations. A blank ending, or a value in neither
+of the site's lists, is None: an unknown ending value is ignored, never quarantined (the row's
+questionnaires are valid whatever its ending cell says), so it changes no count.
 """
 
 from __future__ import annotations
@@ -44,6 +49,7 @@ ADMIN_COLUMNS = [
     "instrument",
     "rater_role",
     "items",
+    "ending_type",
 ]
 
 
@@ -189,6 +195,7 @@ def validate_site_rows(
     # mistaken for "not administered".
     unreadable = set(frame.loc[frame["__ragged"], "__source_row"].astype(int))
     client_codes = frame[cols["client_code"]].fillna("").str.strip().to_numpy()
+    endings = _ending_types(frame, site)
     sessions = session_number.to_numpy(dtype=float)
     for form in site.forms:
         instrument = registry.get(form.instrument)
@@ -239,6 +246,7 @@ def validate_site_rows(
                 "instrument": instrument.instrument_id,
                 "rater_role": form.rater_role,
                 "items": [_items_list(v) for v in values[keep]],
+                "ending_type": endings[keep],
             }
         )
         parts.append(part)
@@ -250,6 +258,15 @@ def validate_site_rows(
     out.quarantined += n_dup
     out.administrations = admins
     return out
+
+
+def _ending_types(frame: pd.DataFrame, site: SiteConfig) -> np.ndarray:
+    """Per row: 'planned', 'unplanned' or None. Blank and unknown values are None (ignored)."""
+    ending = site.ending
+    if ending is None or ending.column not in frame.columns:
+        return np.full(len(frame), None, dtype=object)
+    values = frame[ending.column].fillna("").astype(str)
+    return np.array([ending.classify(v) for v in values], dtype=object)
 
 
 def _items_list(values: np.ndarray) -> list[float | None]:
@@ -265,6 +282,8 @@ def _resolve_duplicates(
     key = ["client_code", "session_number", "instrument", "rater_role"]
     content = admins["items"].map(tuple).astype(str) + "|" + admins["session_date"].astype(str)
     content = content + "|" + admins["therapist_code"].astype(str)
+    if "ending_type" in admins.columns:
+        content = content + "|" + admins["ending_type"].map(lambda e: e or "")
     admins = admins.assign(__content=content)
     groups = admins.groupby(key, sort=False)
     n_versions = groups["__content"].transform("nunique")

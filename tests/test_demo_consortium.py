@@ -64,7 +64,7 @@ def _rows(site: str, path: Path) -> list[dict[str, str]]:
     """Read a site's export back as REDCap-like rows (HEADER keys), checking its layout."""
     if FORMAT[site] == "redcap_csv":
         header, rows = _read(path)
-        assert header == HEADER
+        assert header == [*HEADER, "ending_status"]  # bern codes how each episode ended
         return rows
     if FORMAT[site] == "qualtrics_csv":
         assert path.read_bytes().startswith(b"\xef\xbb\xbf")  # Qualtrics writes a BOM
@@ -305,3 +305,22 @@ def test_every_site_format_ingests_the_same_administrations(home: Path) -> None:
     assert sum(f.accepted for f in exports) == 3 * summary.sessions - summary.planted_bad_rows
     assert sum(f.quarantined for f in exports) == summary.planted_bad_rows
     assert sum(f.not_administered for f in exports) == 0
+
+
+def test_bern_codes_each_episodes_ending_on_its_last_session(
+    demo: tuple[Path, DemoSummary],
+) -> None:
+    home, summary = demo
+    (path,) = [p for p in summary.files if p.name.startswith("bern_redcap")]
+    _, rows = _read(path)
+    sessions: dict[str, list[tuple[int, str]]] = {}
+    for row in rows:
+        session = int(EVENT.match(row["redcap_event_name"]).group(1))
+        sessions.setdefault(row["record_id"], []).append((session, row["ending_status"]))
+    for series in sessions.values():
+        *before, (_, last) = sorted(series)
+        assert all(code == "" for _, code in before)
+        assert last == ("completed" if len(series) >= 6 else "dropped_out")
+    config = yaml.safe_load((home / "consortium.yml").read_text())
+    (bern,) = [s for s in config["sites"] if s["site_id"] == "bern"]
+    assert bern["ending"]["column"] == "ending_status"

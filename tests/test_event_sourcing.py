@@ -220,3 +220,104 @@ def test_withdrawal_config_is_validated(home: Path) -> None:
     _configure(home, withdrawals={"reason_column": "r"})
     with pytest.raises(ConfigError, match="needs file_glob, column, or both"):
         load_consortium(home / "consortium.yml")
+
+
+ENDING = {"column": "ending_status", "planned": ["Completed "], "unplanned": ["dropped_out"]}
+
+
+def _export_ending(home: Path, name: str, rows: list[tuple[list[str], str]]) -> None:
+    path = home / "inbox" / "alpha" / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="") as handle:
+        writer = csv.writer(handle, lineterminator="\n")
+        writer.writerows([[*HEADER, "ending_status"], *[row + [end] for row, end in rows]])
+
+
+def test_ending_values_are_normalized_into_events(home: Path) -> None:
+    _configure(home, ending=ENDING)
+    rows = [
+        (_row("C1", 1, 3, 1), ""),
+        (_row("C1", 2, 3, 1), "  COMPLETED"),  # case and blanks ignored
+        (_row("C2", 1, 3, 1), "Dropped_Out "),
+        (_row("C3", 1, 3, 1), "moved away"),  # in neither list: unknown, not quarantined
+    ]
+    _export_ending(home, "e.csv", rows)
+    (outcome,) = _night(home).files
+    assert (outcome.accepted, outcome.quarantined, outcome.recorded) == (8, 0, 8)
+    endings = {
+        (e["client_pid"], e["session_number"], e["instrument"]): e["ending_type"]
+        for e in _events(home)
+    }
+    for instrument in ("wai_sr", "phq9"):
+        assert endings[(PID("alpha", "client", "C1"), 1, instrument)] is None
+        assert endings[(PID("alpha", "client", "C1"), 2, instrument)] == "planned"
+        assert endings[(PID("alpha", "client", "C2"), 1, instrument)] == "unplanned"
+        assert endings[(PID("alpha", "client", "C3"), 1, instrument)] is None
+
+
+def test_site_adding_an_ending_later_is_one_amendment(home: Path) -> None:
+    _configure(home, ending=ENDING)
+    last = _row("C1", 2, 3, 1)[:-9] + [""] * 9  # WAI only: the PHQ-9 was not administered
+    _export_ending(home, "a.csv", [(_row("C1", 1, 3, 1), ""), (last, "")])
+    assert _night(home).events_written == 3
+    _export_ending(home, "b.csv", [(last, "completed"), (_row("C1", 1, 3, 1), "")])
+    result = _night(home, "2026-11-21")
+    (outcome,) = [f for f in result.files if f.source_file == "b.csv"]
+    assert (outcome.recorded, outcome.amended, outcome.retracted, outcome.unchanged) == (0, 1, 0, 2)
+    (amended,) = [e for e in _events(home) if e["event_type"] == "response_amended"]
+    assert (amended["session_number"], amended["ending_type"]) == (2, "planned")
+    # The same export again (new bytes): nothing changed.
+    _export_ending(home, "c.csv", [(_row("C1", 1, 3, 1), ""), (last, "Completed")])
+    assert _night(home, "2026-11-22").events_written == 0
+
+
+def test_log_written_before_ending_type_still_replays(home: Path) -> None:
+    """A log without the ending_type column reads, replays as unchanged, and takes the column."""
+    from deltalake import DeltaTable
+
+    _configure(home)
+    _export(home, "a.csv", [_row("C1", 1, 3, 1)])
+    _night(home)
+    log = Paths(home).event_log
+    old = delta_store.read(log, EVENT_SCHEMA).drop_columns(["ending_type"])
+    sha = old.column("source_sha256")[0].as_py()
+    shutil.rmtree(log)
+    delta_store.append(log, old, [sha], {})  # as written before the column existed
+    assert all(e["ending_type"] is None for e in _events(home))
+    _configure(home, ending=ENDING)
+    _export_ending(home, "b.csv", [(_row("C1", 1, 3, 1), "")])
+    assert _night(home, "2026-11-21").events_written == 0
+    _export_ending(home, "c.csv", [(_row("C1", 1, 3, 1), "dropped_out")])
+    assert _night(home, "2026-11-22").events_written == 2
+    assert "ending_type" in {f.name for f in DeltaTable(str(log)).schema().fields}
+    kinds = [(e["event_type"], e["ending_type"]) for e in _events(home)]
+    assert kinds[-2:] == [("response_amended", "unplanned")] * 2
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"ending": "ending_status"}, "must be a mapping"),
+        ({"ending": {"planned": ["a"], "unplanned": ["b"]}}, r"ending\.column"),
+        ({"ending": {"column": "x", "planned": [], "unplanned": ["b"]}}, r"ending\.planned"),
+        ({"ending": {"column": "x", "planned": ["a"], "unplanned": "b"}}, r"ending\.unplanned"),
+        ({"ending": {"column": "x", "planned": ["A"], "unplanned": ["a "]}}, "also listed"),
+        ({"ending": {**ENDING, "values": ["a"]}}, "not a known key"),
+        (
+            {"ending": ENDING, "format": "long_csv", "long_csv": {}},
+            "REDCap exports only",
+        ),
+        (
+            {"ending": ENDING, "identifier_columns": ["ending_status"]},
+            "listed in identifier_columns",
+        ),
+    ],
+)
+def test_ending_config_is_validated(home: Path, changes: dict, message: str) -> None:
+    from ingestion.config_errors import ConfigError
+    from ingestion.consortium import load_consortium
+
+    _configure(home, **changes)
+    with pytest.raises(ConfigError, match=message) as raised:
+        load_consortium(home / "consortium.yml")
+    assert "consortium.yml" in str(raised.value) and "sites.alpha." in str(raised.value)

@@ -52,6 +52,13 @@ ITEM_COLUMNS = WAI_COLUMNS + PHQ_COLUMNS + GAD_COLUMNS
 EXPORT_COLUMNS = ["record_id", "redcap_event_name", "therapist_code", "session_date"]
 EXPORT_COLUMNS += ITEM_COLUMNS
 
+# bern's REDCap export codes how each episode ended, on the client's last session: a course
+# of at least ENDING_MIN_SESSIONS sessions completed (planned), a shorter one dropped out
+# (unplanned); every other session row leaves the field blank.
+ENDING_COLUMN = "ending_status"
+ENDING_MIN_SESSIONS = 6
+ENDING_CONFIG = {"column": ENDING_COLUMN, "planned": ["completed"], "unplanned": ["dropped_out"]}
+
 MAX_SESSIONS = 16
 # P(number of attended sessions = 1..16): a few early dropouts, most attend 6-14.
 _SESSION_WEIGHTS = np.array([4, 4, 3, 3, 4, 7, 8, 9, 10, 10, 9, 8, 7, 6, 4, 4], dtype=float)
@@ -397,6 +404,7 @@ def _site_config(site: SiteProfile) -> dict:
         "session_event_pattern": r"^session_(\d+)_arm_\d+$",
         "date_format": "%Y-%m-%d",
         "redcap": {"data_dictionary_glob": "*DataDictionary*.csv"},
+        "ending": {k: v if isinstance(v, str) else list(v) for k, v in ENDING_CONFIG.items()},
         **tail,
     }
 
@@ -420,12 +428,21 @@ def _write_csv(target: Path, rows: list[list[str]], encoding: str = "utf-8") -> 
         csv.writer(handle, lineterminator="\n").writerows(rows)
 
 
+def _endings(rows: pd.DataFrame) -> np.ndarray:
+    """The ending code per row: set on each client's last session only (no random draws)."""
+    n_sessions = rows.groupby("record_id")["session"].transform("max").to_numpy()
+    last = rows["session"].to_numpy() == n_sessions
+    code = np.where(n_sessions >= ENDING_MIN_SESSIONS, "completed", "dropped_out")
+    return np.where(last, code, "").astype(object)
+
+
 def _redcap_rows(rows: pd.DataFrame) -> list[list[str]]:
     text_columns = rows[EXPORT_COLUMNS[:4]].to_numpy(dtype=object)
     item_values = rows[ITEM_COLUMNS].to_numpy(dtype=object)
-    out = [list(EXPORT_COLUMNS)]
-    for text, values in zip(text_columns, item_values, strict=True):
-        out.append([*text, *(_cell(v) for v in values)])
+    endings = _endings(rows)
+    out = [[*EXPORT_COLUMNS, ENDING_COLUMN]]
+    for text, values, ending in zip(text_columns, item_values, endings, strict=True):
+        out.append([*text, *(_cell(v) for v in values), ending])
     return out
 
 
@@ -459,6 +476,13 @@ def _dictionary_rows() -> list[list[str]]:
         field("record_id", "enrolment", "text", "Record ID"),
         field("therapist_code", "session", "text", "Therapist code"),
         field("session_date", "session", "text", "Session date", vtype="date_ymd"),
+        field(
+            ENDING_COLUMN,
+            "session",
+            "radio",
+            "How the episode ended",
+            "completed, Completed | dropped_out, Dropped out",
+        ),
     ]
     out += [
         field(c, "wai_sr", "radio", f"WAI-SR item {n}", wai_choices)

@@ -13,12 +13,15 @@ from ingestion.registry import Registry
 
 
 def required_columns(site: SiteConfig, registry: Registry) -> list[str]:
-    """Canonical columns validation reads: the site's role columns and every form's items."""
+    """Canonical columns validation reads: the site's role columns, every form's items, and the
+    withdrawal and ending columns when configured."""
     required = [site.columns[c] for c in ("client_code", "therapist_code", "session_date", "event")]
     for form in site.forms:
         required += form.item_columns(registry.get(form.instrument).items)
     if site.withdrawals and site.withdrawals.column:
         required.append(site.withdrawals.column)
+    if site.ending is not None:
+        required.append(site.ending.column)
     return required
 
 

@@ -58,6 +58,7 @@ select
     ) as integer) as session_day,
     c.instrument,
     c.rater_role,
+    c.ending_type,
     r.construct,
     r.direction,
     t.items_answered,

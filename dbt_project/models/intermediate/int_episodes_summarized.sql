@@ -1,8 +1,9 @@
 -- One row per client episode. The event log has no episode id yet, so an episode is a client at
 -- a site. A session counts as attended when at least one administration was recorded for it
 -- (the log records questionnaires, not appointments). The episode's therapist is the one of
--- its first session with a therapist; ending type is not delivered yet (issue 3), so it and
--- the flag that needs it are null.
+-- its first session with a therapist. Its ending type is the one coded on the latest session
+-- that has one ('planned' / 'unplanned', from sites that deliver an ending column); null when
+-- no session has one, and then dropout_unplanned is null too (unknown, not false).
 with sessions as (
     select
         site_id,
@@ -10,7 +11,9 @@ with sessions as (
         session_number,
         min(session_day) as session_day,
         -- One therapist per session; min() only makes the choice deterministic.
-        min(therapist_pid) as therapist_pid
+        min(therapist_pid) as therapist_pid,
+        -- One source row per session, so its administrations agree; max() is deterministic.
+        max(ending_type) as ending_type
     from {{ ref('int_administrations_scored') }}
     group by site_id, client_pid, session_number
 ),
@@ -25,7 +28,9 @@ episodes as (
         count(*) as n_sessions_attended,
         min(session_number) as first_session,
         max(session_number) as last_session,
-        max(session_day) as last_session_day
+        max(session_day) as last_session_day,
+        arg_max(ending_type, session_number) filter (where ending_type is not null)
+            as ending_type
     from sessions
     group by site_id, client_pid
 )
@@ -39,9 +44,9 @@ select
     first_session,
     last_session,
     last_session_day,
-    cast(null as varchar) as ending_type,
+    ending_type,
     n_sessions_attended >= {{ var('finished_treatment_min_sessions') }} as finished_treatment,
     n_sessions_attended < {{ var('finished_treatment_min_sessions') }} as dropout_early,
-    cast(null as boolean) as dropout_unplanned,
+    ending_type = 'unplanned' as dropout_unplanned,
     n_sessions_attended < {{ var('dropout_dose') }} as dropout_below_dose
 from episodes

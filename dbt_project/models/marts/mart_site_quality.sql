@@ -45,6 +45,10 @@ with episodes as (
         count(e.client_pid) filter (where e.finished_treatment) as n_finished_treatment,
         count(e.client_pid) filter (where e.dropout_early) as n_dropout_early,
         count(e.client_pid) filter (where e.dropout_below_dose) as n_dropout_below_dose,
+        -- Unknown, not zero, at a site none of whose episodes has an ending type.
+        case when count(e.ending_type) > 0
+            then count(e.client_pid) filter (where e.dropout_unplanned)
+        end as n_dropout_unplanned,
         count(e.nhs_reliable_improvement) as n_nhs_paired,
         count(e.nhs_recovery) as n_nhs_recovery_eligible,
         count(e.client_pid) filter (where e.nhs_recovery) as n_nhs_recovered,
@@ -83,8 +87,6 @@ quarantined as (
 raw as (
     select
         e.*,
-        -- No ending type in the event log yet: unknown, not zero.
-        cast(null as bigint) as n_dropout_unplanned,
         coalesce(a.n_alliance_administrations, 0) as n_alliance_administrations,
         coalesce(a.n_outcome_administrations, 0) as n_outcome_administrations,
         coalesce(a.n_alliance_administrations, 0) + coalesce(a.n_outcome_administrations, 0)

@@ -11,6 +11,7 @@ select
     instrument,
     rater_role,
     items,
+    ending_type,
     supersedes_event_id,
     reason,
     source_file,
