@@ -160,6 +160,23 @@ MART_COLUMNS: dict[str, tuple[str, ...]] = {
         "n_quarantined",
         "suppressed_cells",
     ),
+    "mart_site_intake": (
+        "site_id",
+        "small_cell_threshold",
+        "files_delivered",
+        "files_ingested",
+        "files_rejected",
+        "rows_in",
+        "administrations_offered",
+        "administrations_accepted",
+        "administrations_quarantined",
+        "administrations_not_administered",
+        "administrations_unaccounted",
+        "events_withdrawn",
+        "first_logical_date",
+        "last_logical_date",
+        "suppressed_cells",
+    ),
 }
 MARTS: tuple[str, ...] = tuple(MART_COLUMNS)
 CATEGORIES = frozenset({"conformance", "completeness", "plausibility"})

@@ -7,18 +7,20 @@ run with the file, site and key named, instead of silently dropping a questionna
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from ingestion.config_errors import ConfigError
-from ingestion.registry import Registry, default_registry
+from ingestion.registry import Instrument, Registry, default_registry
 
 SITE_ID = re.compile(r"^[a-z][a-z0-9_]{1,31}$")
-FORMATS = {"redcap_csv", "qualtrics_csv", "long_csv", "zip"}
-INNER_FORMATS = {"redcap_csv", "qualtrics_csv", "long_csv"}
+FORMATS = {"redcap_csv", "qualtrics_csv", "long_csv", "spss_sav", "zip"}
+INNER_FORMATS = {"redcap_csv", "qualtrics_csv", "long_csv", "spss_sav"}
+# Default file patterns per format (site `file_glob`, zip `member_glob`).
+DEFAULT_GLOBS = {"spss_sav": "*.sav"}
 ENCODINGS = {"utf-8", "utf-8-sig", "cp1252"}
 UNFINISHED_MODES = {"quarantine", "skip"}
 # Qualtrics metadata that identifies a respondent: dropped by the reader before anything else
@@ -33,6 +35,10 @@ QUALTRICS_IDENTIFYING = (
 )
 DELIVERY_MODES = {"snapshot", "incremental"}
 REQUIRED_COLUMNS = ("client_code", "therapist_code", "session_date", "event")
+# A missing-code reason label lands in the event log and the warehouse: a short controlled
+# word (refused, not_applicable, dont_know), never free text.
+REASON_LABEL = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
+SPSS_KEYS = ("event_from_labels",)
 
 
 @dataclass(frozen=True)
@@ -130,6 +136,15 @@ class LongCsvOptions:
 
 
 @dataclass(frozen=True)
+class SpssOptions:
+    """SPSS .sav exports (see ingestion/readers/spss_sav.py)."""
+
+    # Map the event variable's numeric value through its value labels (3 -> "Session 3")
+    # before `session_event_pattern` applies; values without a label stay the number.
+    event_from_labels: bool = False
+
+
+@dataclass(frozen=True)
 class ZipOptions:
     """A zip holding one export in `format`; extracted in memory, never to disk."""
 
@@ -169,10 +184,25 @@ class SiteConfig:
     identifier_columns: tuple[str, ...] = ()
     # REDCap only: the column coding how the client's episode ended (planned / unplanned).
     ending: EndingOptions | None = None
+    spss: SpssOptions | None = None
+    # Item cell text -> reason label (e.g. {"99": "refused"}): such a cell is a missing item
+    # (never a value, never out of range) whose reason is kept in the event's `item_missing`.
+    # Compared on the stripped text and, for numeric codes, on the number ("99.0" is 99).
+    missing_codes: dict[str, str] = field(default_factory=dict)
 
     @property
     def data_dictionary_glob(self) -> str | None:
         return self.redcap.data_dictionary_glob if self.redcap else None
+
+
+@dataclass(frozen=True)
+class ReleaseOptions:
+    """What the consortium's data-sharing agreement lets a release carry (`release:`)."""
+
+    # Calendar dates of participants' sessions. Off by default: releases carry relative time
+    # (days since the client's first session), as Safe Harbor asks; on only where the
+    # agreement allows dates, and then only in the mart fct_session_calendar.
+    calendar_dates: bool = False
 
 
 @dataclass(frozen=True)
@@ -181,6 +211,7 @@ class Consortium:
     name: str
     sites: dict[str, SiteConfig]
     file: Path
+    release: ReleaseOptions = ReleaseOptions()
 
     def site(self, site_id: str) -> SiteConfig:
         if site_id not in self.sites:
@@ -286,6 +317,12 @@ def _parse_site(doc: Any, file: Path, registry: Registry, index: int) -> SiteCon
         long_csv = _parse_long_csv(doc.get("long_csv"), file, where, forms)
     elif doc.get("long_csv") is not None:
         raise ConfigError(file, f"{where}long_csv", f"is not read for format {inner}")
+    spss = None
+    if inner == "spss_sav":
+        spss = _parse_spss(doc.get("spss"), file, where)
+    elif doc.get("spss") is not None:
+        raise ConfigError(file, f"{where}spss", f"is not read for format {inner}")
+    missing_codes = _parse_missing_codes(doc.get("missing_codes"), file, where, forms, registry)
     identifiers = _identifier_columns(doc, file, where, columns, forms, registry, qualtrics)
     if ending is not None and ending.column.lower() in {n.lower() for n in identifiers}:
         raise ConfigError(
@@ -297,7 +334,7 @@ def _parse_site(doc: Any, file: Path, registry: Registry, index: int) -> SiteCon
         site_id=site_id,
         name=str(doc.get("name", site_id)),
         format=fmt,
-        file_glob=str(doc.get("file_glob", "*.csv")),
+        file_glob=str(doc.get("file_glob", DEFAULT_GLOBS.get(fmt, "*.csv"))),
         columns={str(k): str(v) for k, v in columns.items()},
         session_event_pattern=pattern,
         date_format=str(doc.get("date_format", "%Y-%m-%d")),
@@ -313,6 +350,8 @@ def _parse_site(doc: Any, file: Path, registry: Registry, index: int) -> SiteCon
         zip=zip_options,
         identifier_columns=identifiers,
         ending=ending,
+        spss=spss,
+        missing_codes=missing_codes,
     )
 
 
@@ -524,7 +563,7 @@ def _parse_zip(doc: Any, file: Path, where: str) -> ZipOptions:
         raise ConfigError(
             file, f"{zwhere}format", f"must be one of {sorted(INNER_FORMATS)}, got {inner!r}"
         )
-    glob = doc.get("member_glob", "*.csv")
+    glob = doc.get("member_glob", DEFAULT_GLOBS.get(inner, "*.csv"))
     if not isinstance(glob, str) or not glob:
         raise ConfigError(file, f"{zwhere}member_glob", "must be a file name pattern")
     return ZipOptions(
@@ -533,6 +572,82 @@ def _parse_zip(doc: Any, file: Path, where: str) -> ZipOptions:
         max_members=_positive_int(doc, "max_members", 100, file, zwhere),
         max_total_bytes=_positive_int(doc, "max_total_bytes", 500_000_000, file, zwhere),
     )
+
+
+def _parse_spss(doc: Any, file: Path, where: str) -> SpssOptions:
+    """`spss: {event_from_labels}`; optional, every key has a default."""
+    if doc is None:
+        return SpssOptions()
+    if not isinstance(doc, dict):
+        raise ConfigError(file, f"{where}spss", "must be a mapping: event_from_labels")
+    swhere = f"{where}spss."
+    unknown = sorted(set(doc) - set(SPSS_KEYS), key=str)
+    if unknown:
+        raise ConfigError(
+            file, f"{swhere}{unknown[0]}", f"is not a known key ({', '.join(SPSS_KEYS)})"
+        )
+    labels = doc.get("event_from_labels", False)
+    if not isinstance(labels, bool):
+        raise ConfigError(file, f"{swhere}event_from_labels", "must be true or false")
+    return SpssOptions(event_from_labels=labels)
+
+
+def _parse_missing_codes(
+    doc: Any, file: Path, where: str, forms: list[FormMap], registry: Registry
+) -> dict[str, str]:
+    """`missing_codes: {"99": refused, ...}`. A code that is a valid answer to one of the site's
+    questionnaires is refused: it would silently turn real answers into missing items."""
+    if doc is None:
+        return {}
+    mwhere = f"{where}missing_codes"
+    if not isinstance(doc, dict) or not doc:
+        raise ConfigError(
+            file, mwhere, 'must map codes to reason labels, e.g. {"99": refused, "98": dont_know}'
+        )
+    codes: dict[str, str] = {}
+    for raw_code, reason in doc.items():
+        if isinstance(raw_code, bool) or not isinstance(raw_code, int | str):
+            raise ConfigError(file, mwhere, f"code {raw_code!r} must be a number or a text")
+        code = str(raw_code).strip()
+        if not code:
+            raise ConfigError(file, mwhere, "a code cannot be blank (blank is always missing)")
+        if code in codes:
+            raise ConfigError(file, f"{mwhere}.{code}", "is listed twice")
+        if not isinstance(reason, str) or not REASON_LABEL.match(reason):
+            raise ConfigError(
+                file,
+                f"{mwhere}.{code}",
+                f"reason {reason!r} must be a lower-case label such as refused or "
+                "not_applicable (letters, digits, _; at most 40 characters)",
+            )
+        number = _number(code)
+        for form in forms:
+            instrument = registry.get(form.instrument)
+            if number is not None and _valid_answer(number, instrument):
+                raise ConfigError(
+                    file,
+                    f"{mwhere}.{code}",
+                    f"{code} is a valid answer to {instrument.instrument_id} "
+                    f"({instrument.item_min:g}-{instrument.item_max:g}); a missing code must "
+                    "lie outside every form's item range",
+                )
+        codes[code] = reason
+    return codes
+
+
+def _number(text: str) -> float | None:
+    try:
+        value = float(text)
+    except ValueError:
+        return None
+    return value if value == value else None  # NaN is no number to compare with
+
+
+def _valid_answer(number: float, instrument: Instrument) -> bool:
+    if not instrument.item_min <= number <= instrument.item_max:
+        return False
+    steps = (number - instrument.item_min) / instrument.item_step
+    return abs(steps - round(steps)) < 1e-9
 
 
 def _parse_withdrawals(doc: Any, file: Path, where: str, fmt: str) -> WithdrawalFiles | None:
@@ -607,6 +722,21 @@ def _parse_ending(doc: Any, file: Path, where: str, fmt: str) -> EndingOptions |
     return EndingOptions(column=column, planned=lists["planned"], unplanned=lists["unplanned"])
 
 
+def _parse_release(doc: Any, file: Path) -> ReleaseOptions:
+    """`release: {calendar_dates: false}`: what releases may carry; every key optional."""
+    if doc is None:
+        return ReleaseOptions()
+    if not isinstance(doc, dict):
+        raise ConfigError(file, "release", "must be a mapping, e.g. {calendar_dates: false}")
+    unknown = sorted(str(k) for k in set(doc) - {"calendar_dates"})
+    if unknown:
+        raise ConfigError(file, f"release.{unknown[0]}", "is not a known key (calendar_dates)")
+    dates = doc.get("calendar_dates", False)
+    if not isinstance(dates, bool):
+        raise ConfigError(file, "release.calendar_dates", f"must be true or false, got {dates!r}")
+    return ReleaseOptions(calendar_dates=dates)
+
+
 def load_consortium(file: Path, registry: Registry | None = None) -> Consortium:
     """Read and validate the consortium file."""
     registry = registry or default_registry()
@@ -632,6 +762,7 @@ def load_consortium(file: Path, registry: Registry | None = None) -> Consortium:
         name=str(doc.get("name", doc["consortium_id"])),
         sites=sites,
         file=file,
+        release=_parse_release(doc.get("release"), file),
     )
 
 

@@ -65,8 +65,13 @@ def append(
     table: pa.Table,
     file_shas: list[str],
     metadata: dict[str, str],
+    written: list[tuple[str, int]] = (),
 ) -> int:
-    """Write the rows' Parquet file, then commit it with the files' markers; returns the version."""
+    """Write the rows' Parquet file, then commit it with the files' markers; returns the version.
+
+    `written` names Parquet files already in the table's folder (name, rows), written by the
+    columnar engine with the table's schema: they are committed in the same transaction.
+    """
     ensure_table(path, table.schema)
     _add_new_columns(path, table.schema)
     actions = []
@@ -82,6 +87,17 @@ def append(
                 modification_time=int(time.time() * 1000),
                 data_change=True,
                 stats=json.dumps({"numRecords": table.num_rows}),
+            )
+        )
+    for name, rows in written:
+        actions.append(
+            AddAction(
+                path=name,
+                size=(path / name).stat().st_size,
+                partition_values={},
+                modification_time=int(time.time() * 1000),
+                data_change=True,
+                stats=json.dumps({"numRecords": rows}),
             )
         )
     crash_point("ingest.after_data_files_before_commit")

@@ -36,6 +36,10 @@ EVENT_SCHEMA = pa.schema(
         ("instrument", pa.string()),
         ("rater_role", pa.string()),
         ("items", pa.list_(pa.float64())),
+        # Why items are missing: null when no item carried a missing code, else one entry per
+        # item, the site's reason label (e.g. 'refused') where a missing code was given and
+        # null where the item was answered or blank. Absent from logs written before it.
+        ("item_missing", pa.list_(pa.string())),
         # How the client's episode ended, as coded on this administration's row: 'planned',
         # 'unplanned' or null (not delivered / not known). Absent from logs written before it.
         ("ending_type", pa.string()),

@@ -22,6 +22,7 @@ import pandas as pd
 import pyarrow as pa
 
 from ingestion import audit, delta_store
+from ingestion.columnar.engine import ColumnarSite, client_state, use_columnar
 from ingestion.consortium import Consortium, SiteConfig, load_consortium
 from ingestion.crash_points import crash_point
 from ingestion.events import (
@@ -157,9 +158,14 @@ class _Emitter:
         source: tuple[str, str, int | None],
         reason: str | None,
         ending_type: str | None = None,
+        item_missing: list[str | None] | None = None,
     ) -> None:
         day = session_date.isoformat() if session_date else None
-        content = content_of(items, day, therapist_pid, ending_type) if items is not None else None
+        content = (
+            content_of(items, day, therapist_pid, ending_type, item_missing)
+            if items is not None
+            else None
+        )
         previous = self.state.last_event.get(key)
         eid = event_id(etype, (self.state.site_id, *key), content, previous)
         self._append(
@@ -173,6 +179,7 @@ class _Emitter:
                 "instrument": key[2],
                 "rater_role": key[3],
                 "items": items,
+                "item_missing": item_missing,
                 "ending_type": ending_type,
                 "supersedes_event_id": previous,
             },
@@ -264,13 +271,26 @@ def _ingest_locked(
 
     shas = [sha for _, sha, _ in fresh]
     batch_id = _batch_id(site.site_id, logical, shas)
-    state = SiteState.load(where.event_log, site.site_id)
+    exports = [p for p, _, kind in fresh if kind == "export"]
+    columnar = None
+    if use_columnar(site, exports, where.event_log):
+        delta_store.ensure_table(where.event_log, EVENT_SCHEMA)
+        state = client_state(where.event_log, site.site_id)
+        columnar = ColumnarSite(site, registry, key, where.event_log, where.scratch)
+    else:
+        state = SiteState.load(where.event_log, site.site_id)
     emitter = _Emitter(state, batch_id, logical, f"site:{site.site_id}", datetime.now(UTC))
     quarantine_parts: list[pa.Table] = []
     intake_rows: list[dict] = []
     for path, sha, kind in fresh:
         if kind == "withdrawals":
             outcome, issues, pids = _ingest_withdrawals(path, sha, site, key, emitter)
+        elif columnar is not None:
+            outcome, table = _ingest_export_columnar(path, sha, columnar, emitter)
+            outcomes.append(outcome)
+            quarantine_parts.append(table)
+            intake_rows.append(_intake_row(outcome, site.site_id, batch_id, logical))
+            continue
         else:
             outcome, issues, pids = _ingest_export(path, sha, site, registry, key, logical, emitter)
         outcomes.append(outcome)
@@ -286,9 +306,11 @@ def _ingest_locked(
         intake = pa.Table.from_pylist(intake_rows, schema=INTAKE_SCHEMA)
         delta_store.append(where.intake, intake, shas, metadata)
     events = pa.Table.from_pylist(emitter.rows, schema=EVENT_SCHEMA)
-    version = delta_store.append(where.event_log, events, shas, metadata)
-    log.info("site %s: %d events, log version %d", site.site_id, events.num_rows, version)
-    result = SiteIngestResult(site.site_id, logical.isoformat(), batch_id, events.num_rows, version)
+    written = columnar.pending if columnar is not None else []
+    version = delta_store.append(where.event_log, events, shas, metadata, written)
+    n_events = events.num_rows + sum(rows for _, rows in written)
+    log.info("site %s: %d events, log version %d", site.site_id, n_events, version)
+    result = SiteIngestResult(site.site_id, logical.isoformat(), batch_id, n_events, version)
     result.files = sorted(outcomes, key=lambda o: o.source_file)
     return result
 
@@ -369,6 +391,7 @@ def _ingest_export(
             source=(*source, int(rec.source_row)),
             reason="changed in the site's export" if etype == RESPONSE_AMENDED else None,
             ending_type=_ending(rec.ending_type),
+            item_missing=_item_missing(rec.item_missing),
         )
     for gone in plan.retractions:
         emitter.response(
@@ -386,6 +409,41 @@ def _ingest_export(
     outcome.unchanged = plan.unchanged
     outcome.quarantine_records = len(issues)
     return outcome, issues, row_pids
+
+
+def _ingest_export_columnar(
+    path: Path, sha: str, columnar: ColumnarSite, emitter: _Emitter
+) -> tuple[FileOutcome, pa.Table]:
+    """A large long table through the columnar engine; its events go to their own file."""
+    done = columnar.ingest(
+        path,
+        sha,
+        logical=emitter.logical,
+        batch_id=emitter.batch_id,
+        actor=emitter.actor,
+        at=emitter.at,
+        first_seq=emitter.state.seq + 1,
+        closed_clients=emitter.state.closed_clients,
+    )
+    emitter.state.seq += done.events
+    outcome = FileOutcome(
+        path.name,
+        sha,
+        done.status,
+        rows_in=done.rows_in,
+        offered=done.offered,
+        accepted=done.accepted,
+        quarantined=done.quarantined,
+        not_administered=done.not_administered,
+        quarantine_records=done.quarantine.num_rows,
+        recorded=done.recorded,
+        amended=done.amended,
+        retracted=done.retracted,
+        unchanged=done.unchanged,
+    )
+    if outcome.offered != outcome.accepted + outcome.quarantined + outcome.not_administered:
+        raise AssertionError(f"conservation broken for {path.name}: {outcome}")
+    return outcome, done.quarantine
 
 
 def _withdrawals_in_export(
@@ -438,6 +496,7 @@ def _diff(admins: pd.DataFrame, held: set[Key], state: SiteState, site: SiteConf
             rec.session_date.isoformat(),
             rec.therapist_pid,
             _ending(rec.ending_type),
+            _item_missing(rec.item_missing),
         )
         if k not in state.current:
             changes.append((rec, RESPONSE_RECORDED))
@@ -476,6 +535,11 @@ def _ending(value: object) -> str | None:
     return value if isinstance(value, str) else None
 
 
+def _item_missing(value: object) -> list[str | None] | None:
+    """The administration's missing-code reasons (None: no item coded)."""
+    return list(value) if isinstance(value, list | tuple) else None
+
+
 def _pseudonymize(admins: pd.DataFrame, site: SiteConfig, key: PseudonymKey) -> pd.DataFrame:
     clients = {c: key.pseudonym(site.site_id, "client", c) for c in set(admins.client_code)}
     therapists = {
@@ -483,7 +547,11 @@ def _pseudonymize(admins: pd.DataFrame, site: SiteConfig, key: PseudonymKey) -> 
     }
     out = admins.assign(
         client_pid=admins.client_code.map(clients),
-        therapist_pid=admins.therapist_code.map(lambda t: therapists.get(t)),
+        # Object dtype keeps a blank therapist as None: a string column would turn it into NaN,
+        # which is neither a pseudonym nor null in the event log.
+        therapist_pid=pd.Series(
+            [therapists.get(t) for t in admins.therapist_code], index=admins.index, dtype=object
+        ),
     )
     return out.drop(columns=["client_code", "therapist_code"])
 

@@ -21,8 +21,21 @@ from ingestion.settings import INSTRUMENTS_DIR
 
 CONSTRUCTS = {"alliance", "outcome"}
 DIRECTIONS = {"higher_is_better", "higher_is_worse"}
-SCORINGS = {"sum"}
-MISSING_METHODS = {"prorate_mean"}
+# How keyed items combine into a score (dbt's int_administrations_scored interprets these):
+#   sum   total = sum of the items, blanks filled by the missing-item method;
+#   mean  total = score_multiplier x sum / answered (CORE-10 clinical score: 10 x mean item).
+SCORINGS = {"sum", "mean"}
+# What a blank item becomes, while blanks stay within missing.max_missing:
+#   none                   no blank allowed (max_missing must be 0): SRS, ORS;
+#   prorate_mean           the mean of the answered items (score = mean x items): PHQ-9, GAD-7;
+#   subscale_mean_rounded  the answered items' mean of ITS subscale, rounded to the item step
+#                          (half up): OQ-45.2. Every item must then sit in one subscale.
+MISSING_NONE = "none"
+MISSING_PRORATE = "prorate_mean"
+MISSING_SUBSCALE_ROUNDED = "subscale_mean_rounded"
+MISSING_METHODS = {MISSING_NONE, MISSING_PRORATE, MISSING_SUBSCALE_ROUNDED}
+# Item steps finer than this many decimals are not a questionnaire's response scale.
+MAX_STEP_DECIMALS = 6
 RATER_ROLES = {"client", "therapist", "observer"}
 CASENESS_OPERATORS = {">=", "<"}
 NHS_TT_ROLES = {"depression", "anxiety"}
@@ -85,14 +98,34 @@ class Instrument:
     alliance_concern: AllianceConcern | None = None
     jacobson_truax: JacobsonTruax | None = None
     nhs_talking_therapies: str | None = None
+    score_multiplier: float = 1.0
+
+    @property
+    def item_decimals(self) -> int:
+        """Decimals of the response grid: sums of complete forms are rounded to it (VAS 0.1)."""
+        return _decimals(self.item_step)
 
     @property
     def total_min(self) -> float:
-        return self.items * self.item_min
+        return self._score_of_all(self.item_min)
 
     @property
     def total_max(self) -> float:
-        return self.items * self.item_max
+        return self._score_of_all(self.item_max)
+
+    def _score_of_all(self, value: float) -> float:
+        """The score when every item is `value`: the range the gate checks totals against."""
+        if self.scoring == "mean":
+            return self.score_multiplier * value
+        return round(self.items * value, self.item_decimals)
+
+
+def _decimals(step: float) -> int:
+    """Decimals needed to write `step` exactly (0.1 -> 1, 0.25 -> 2, 1 -> 0)."""
+    for decimals in range(MAX_STEP_DECIMALS + 1):
+        if abs(round(step, decimals) - step) < 1e-9:
+            return decimals
+    return MAX_STEP_DECIMALS + 1
 
 
 @dataclass(frozen=True)
@@ -221,6 +254,123 @@ def _jacobson_truax(
     return JacobsonTruax(reliability, sd_pre, c, ">=" if worse_is_higher else "<", "c")
 
 
+def _item_grid(doc: dict[str, Any], file: Path) -> tuple[float, float, float]:
+    """Response scale: min < max, and a positive step that lands on max (0-10 by 0.1: VAS)."""
+    item_min = float(_require(doc, "item_min", file, (int, float)))
+    item_max = float(_require(doc, "item_max", file, (int, float)))
+    if item_max <= item_min:
+        raise ConfigError(file, "item_max", "must be greater than item_min")
+    step = float(_require(doc, "item_step", file, (int, float)))
+    if step <= 0:
+        raise ConfigError(file, "item_step", "must be positive")
+    if _decimals(step) > MAX_STEP_DECIMALS:
+        raise ConfigError(file, "item_step", f"must have at most {MAX_STEP_DECIMALS} decimals")
+    n_steps = (item_max - item_min) / step
+    if abs(n_steps - round(n_steps)) > 1e-9:
+        raise ConfigError(
+            file, "item_step", f"{step:g} does not divide the range {item_min:g}-{item_max:g}"
+        )
+    return item_min, item_max, step
+
+
+def _subscales(doc: Any, n_items: int, file: Path) -> dict[str, tuple[int, ...]]:
+    """Subscale name -> item numbers; an item belongs to at most one subscale."""
+    doc = doc or {}
+    if not isinstance(doc, dict):
+        raise ConfigError(file, "subscales", "must map subscale name to item numbers")
+    subscales: dict[str, tuple[int, ...]] = {}
+    owner: dict[int, str] = {}
+    for name, items in doc.items():
+        key = f"subscales.{name}"
+        numbers = _item_numbers(items, n_items, file, key)
+        if not numbers:
+            raise ConfigError(file, key, "lists no items")
+        for n in numbers:
+            if n in owner:
+                raise ConfigError(file, key, f"item {n} is already in subscale {owner[n]!r}")
+            owner[n] = str(name)
+        subscales[str(name)] = numbers
+    return subscales
+
+
+def _scoring(doc: dict[str, Any], file: Path) -> tuple[str, float]:
+    """The scoring method and, for 'mean', its multiplier (CORE-10: 10 x mean item score)."""
+    scoring = _one_of(doc.get("scoring"), SCORINGS, file, "scoring")
+    multiplier = doc.get("score_multiplier")
+    if multiplier is None:
+        return scoring, 1.0
+    if scoring != "mean":
+        raise ConfigError(file, "score_multiplier", "applies only to scoring: mean")
+    if not isinstance(multiplier, int | float) or isinstance(multiplier, bool) or multiplier <= 0:
+        raise ConfigError(
+            file, "score_multiplier", f"must be a positive number, got {multiplier!r}"
+        )
+    return scoring, float(multiplier)
+
+
+def _missing_rule(
+    doc: dict[str, Any], n_items: int, subscales: dict[str, tuple[int, ...]], file: Path
+) -> tuple[int, int, str]:
+    """missing.{max_missing, subscale_max_missing, method}, checked against each other."""
+    missing = _require(doc, "missing", file, dict)
+    unknown = sorted(set(missing) - {"max_missing", "subscale_max_missing", "method"})
+    if unknown:
+        raise ConfigError(file, "missing", f"unknown field(s) {unknown}")
+    method = _one_of(missing.get("method"), MISSING_METHODS, file, "missing.method")
+    max_missing = missing.get("max_missing")
+    if not isinstance(max_missing, int) or isinstance(max_missing, bool):
+        raise ConfigError(file, "missing.max_missing", f"must be int, got {max_missing!r}")
+    if not 0 <= max_missing < n_items:
+        raise ConfigError(file, "missing.max_missing", f"must be in 0..{n_items - 1}")
+    sub_max = missing.get("subscale_max_missing", 0)
+    if not isinstance(sub_max, int) or isinstance(sub_max, bool) or sub_max < 0:
+        raise ConfigError(file, "missing.subscale_max_missing", "must be a whole number >= 0")
+    if sub_max and not subscales:
+        raise ConfigError(file, "missing.subscale_max_missing", "the instrument has no subscales")
+    smallest = min((len(items) for items in subscales.values()), default=0)
+    if subscales and sub_max >= smallest:
+        raise ConfigError(
+            file,
+            "missing.subscale_max_missing",
+            f"must be below the smallest subscale's {smallest} items",
+        )
+    if method == MISSING_NONE and (max_missing or sub_max):
+        raise ConfigError(
+            file,
+            "missing.max_missing" if max_missing else "missing.subscale_max_missing",
+            f"must be 0 when missing.method is {MISSING_NONE!r}",
+        )
+    if method == MISSING_SUBSCALE_ROUNDED:
+        covered = {n for items in subscales.values() for n in items}
+        loose = [n for n in range(1, n_items + 1) if n not in covered]
+        if loose:
+            raise ConfigError(
+                file,
+                "subscales",
+                f"items {loose} are in no subscale, but missing.method "
+                f"{MISSING_SUBSCALE_ROUNDED!r} fills a blank from its subscale",
+            )
+        if max_missing >= smallest:
+            raise ConfigError(
+                file,
+                "missing.max_missing",
+                f"must be below the smallest subscale's {smallest} items: a subscale left "
+                f"blank has no mean to fill from under {MISSING_SUBSCALE_ROUNDED!r}",
+            )
+    return max_missing, sub_max, method
+
+
+def _rater_roles(doc: dict[str, Any], file: Path) -> tuple[str, ...]:
+    roles = _require(doc, "rater_roles", file, list)
+    if not roles:
+        raise ConfigError(file, "rater_roles", "must name at least one rater role")
+    for role in roles:
+        _one_of(role, RATER_ROLES, file, "rater_roles")
+    if len(set(roles)) != len(roles):
+        raise ConfigError(file, "rater_roles", "lists a role twice")
+    return tuple(roles)
+
+
 def parse_instrument(doc: Any, file: Path) -> Instrument:
     """Validate one instrument document; every problem names its key."""
     if not isinstance(doc, dict):
@@ -231,27 +381,10 @@ def parse_instrument(doc: Any, file: Path) -> Instrument:
     n_items = _require(doc, "items", file, int)
     if n_items < 1:
         raise ConfigError(file, "items", "must be at least 1")
-    item_min = float(_require(doc, "item_min", file, (int, float)))
-    item_max = float(_require(doc, "item_max", file, (int, float)))
-    if item_max <= item_min:
-        raise ConfigError(file, "item_max", "must be greater than item_min")
-    step = float(_require(doc, "item_step", file, (int, float)))
-    if step <= 0:
-        raise ConfigError(file, "item_step", "must be positive")
-    subscales_doc = doc.get("subscales") or {}
-    if not isinstance(subscales_doc, dict):
-        raise ConfigError(file, "subscales", "must map subscale name to item numbers")
-    subscales = {
-        str(name): _item_numbers(items, n_items, file, f"subscales.{name}")
-        for name, items in subscales_doc.items()
-    }
-    missing = _require(doc, "missing", file, dict)
-    max_missing = _require(missing, "max_missing", file, int)
-    if not 0 <= max_missing < n_items:
-        raise ConfigError(file, "missing.max_missing", f"must be in 0..{n_items - 1}")
-    subscale_max_missing = missing.get("subscale_max_missing", 0)
-    if not isinstance(subscale_max_missing, int) or subscale_max_missing < 0:
-        raise ConfigError(file, "missing.subscale_max_missing", "must be a whole number >= 0")
+    item_min, item_max, step = _item_grid(doc, file)
+    subscales = _subscales(doc.get("subscales"), n_items, file)
+    max_missing, subscale_max_missing, missing_method = _missing_rule(doc, n_items, subscales, file)
+    scoring, multiplier = _scoring(doc, file)
     caseness = doc.get("caseness")
     if caseness is not None:
         if not isinstance(caseness, dict):
@@ -268,9 +401,7 @@ def parse_instrument(doc: Any, file: Path) -> Instrument:
     rc = doc.get("reliable_change")
     if rc is not None and (not isinstance(rc, int | float) or rc <= 0):
         raise ConfigError(file, "reliable_change", "must be null or a positive number")
-    roles = _require(doc, "rater_roles", file, list)
-    for role in roles:
-        _one_of(role, RATER_ROLES, file, "rater_roles")
+    roles = _rater_roles(doc, file)
     provenance = _require(doc, "provenance", file, dict)
     construct = _one_of(doc.get("construct"), CONSTRUCTS, file, "construct")
     direction = _one_of(doc.get("direction"), DIRECTIONS, file, "direction")
@@ -285,24 +416,34 @@ def parse_instrument(doc: Any, file: Path) -> Instrument:
                 "nhs_talking_therapies",
                 "needs an outcome instrument with caseness and reliable_change",
             )
-    for key, value in (("alliance_concern", concern), ("jacobson_truax", jt)):
+    reverse_items = _item_numbers(doc.get("reverse_items") or [], n_items, file, "reverse_items")
+    # Every constant a consortium may need to correct says where it comes from.
+    for key, value in (
+        ("alliance_concern", concern),
+        ("jacobson_truax", jt),
+        ("caseness", caseness),
+        ("reliable_change", rc),
+        ("reverse_items", reverse_items or None),
+        ("missing", missing_method),
+        ("scoring", None if scoring == "sum" else scoring),
+    ):
         if value is not None:
             _require_provenance(provenance, key, file)
     return Instrument(
         instrument_id=iid,
         name=_require(doc, "name", file, str),
         construct=construct,
-        rater_roles=tuple(roles),
+        rater_roles=roles,
         items=n_items,
         item_min=item_min,
         item_max=item_max,
         item_step=step,
-        reverse_items=_item_numbers(doc.get("reverse_items") or [], n_items, file, "reverse_items"),
-        scoring=_one_of(doc.get("scoring"), SCORINGS, file, "scoring"),
+        reverse_items=reverse_items,
+        scoring=scoring,
         subscales=subscales,
         max_missing=max_missing,
         subscale_max_missing=subscale_max_missing,
-        missing_method=_one_of(missing.get("method"), MISSING_METHODS, file, "missing.method"),
+        missing_method=missing_method,
         direction=direction,
         caseness_operator=caseness["operator"] if caseness else None,
         caseness_threshold=float(caseness["threshold"]) if caseness else None,
@@ -312,6 +453,7 @@ def parse_instrument(doc: Any, file: Path) -> Instrument:
         alliance_concern=concern,
         jacobson_truax=jt,
         nhs_talking_therapies=nhs_role,
+        score_multiplier=multiplier,
     )
 
 
@@ -370,9 +512,12 @@ def instruments_table(registry: Registry) -> pa.Table:
             "n_items": i.items,
             "item_min": i.item_min,
             "item_max": i.item_max,
+            "item_step": i.item_step,
+            "item_decimals": i.item_decimals,
             "total_min": i.total_min,
             "total_max": i.total_max,
             "scoring": i.scoring,
+            "score_multiplier": i.score_multiplier,
             "max_missing": i.max_missing,
             "subscale_max_missing": i.subscale_max_missing,
             "missing_method": i.missing_method,
@@ -445,9 +590,12 @@ _INSTRUMENTS_SCHEMA = pa.schema(
         ("n_items", pa.int32()),
         ("item_min", pa.float64()),
         ("item_max", pa.float64()),
+        ("item_step", pa.float64()),
+        ("item_decimals", pa.int32()),
         ("total_min", pa.float64()),
         ("total_max", pa.float64()),
         ("scoring", pa.string()),
+        ("score_multiplier", pa.float64()),
         ("max_missing", pa.int32()),
         ("subscale_max_missing", pa.int32()),
         ("missing_method", pa.string()),

@@ -43,6 +43,11 @@ class Paths:
         return self.home / "restricted" / "locks"
 
     @property
+    def scratch(self) -> Path:
+        """The columnar engine's scratch databases: raw codes, so restricted; removed after use."""
+        return self.home / "restricted" / "scratch"
+
+    @property
     def build_dir(self) -> Path:
         return self.home / "build"
 

@@ -19,12 +19,14 @@ def content_of(
     session_date: str | None,
     therapist_pid: str | None,
     ending_type: str | None = None,
+    item_missing: list[str | None] | None = None,
 ) -> str:
     """Canonical text of an administration's values: equal text = unchanged.
 
-    The ending type is part of the content only when known, so an administration without one
-    has the same text (and event ids) as before the field existed: logs written then replay
-    as unchanged, and a site adding an ending to a stored row yields one amendment.
+    The ending type is part of the content only when known, and the items' missing-code
+    reasons only when some item has one, so an administration without them has the same text
+    (and event ids) as before the fields existed: logs written then replay as unchanged, and a
+    site adding an ending or a missing code to a stored row yields one amendment.
     """
     content: dict[str, object] = {
         "items": items,
@@ -33,6 +35,8 @@ def content_of(
     }
     if ending_type is not None:
         content["ending_type"] = ending_type
+    if item_missing is not None and any(m is not None for m in item_missing):
+        content["item_missing"] = list(item_missing)
     return json.dumps(content, separators=(",", ":"), sort_keys=True)
 
 
@@ -61,10 +65,12 @@ class SiteState:
             }
             # Logs written before events carried an ending type have no such column.
             ending = "ending_type" if "ending_type" in names else "CAST(NULL AS VARCHAR)"
+            missing = "item_missing" if "item_missing" in names else "CAST(NULL AS VARCHAR[])"
             rows = con.execute(
                 f"""
                 SELECT event_id, event_type, site_seq, client_pid, session_number, instrument,
-                       rater_role, items, CAST(session_date AS VARCHAR), therapist_pid, {ending}
+                       rater_role, items, CAST(session_date AS VARCHAR), therapist_pid, {ending},
+                       {missing}
                 FROM {source}
                 WHERE site_id = ?
                 ORDER BY site_seq
@@ -73,7 +79,20 @@ class SiteState:
             ).fetchall()
         finally:
             con.close()
-        for eid, etype, seq, pid, session, instrument, role, items, day, therapist, end in rows:
+        for (
+            eid,
+            etype,
+            seq,
+            pid,
+            session,
+            instrument,
+            role,
+            items,
+            day,
+            therapist,
+            end,
+            why,
+        ) in rows:
             state.seq = max(state.seq, seq)
             if etype in RESPONSE_TYPES:
                 key = (pid, session, instrument, role)
@@ -81,7 +100,7 @@ class SiteState:
                 if etype == RESPONSE_RETRACTED:
                     state.current.pop(key, None)
                 else:
-                    state.current[key] = content_of(items, day, therapist, end)
+                    state.current[key] = content_of(items, day, therapist, end, why)
             elif etype in CLIENT_TYPES:
                 state.closed_clients[pid] = etype
                 state.last_client_event[pid] = eid

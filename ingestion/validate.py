@@ -9,6 +9,15 @@ A site with an `ending` column gets the row's normalized ending type ('planned',
 or None) on each of the row's accepted administrations. A blank ending, or a value in neither
 of the site's lists, is None: an unknown ending value is ignored, never quarantined (the row's
 questionnaires are valid whatever its ending cell says), so it changes no count.
+
+Missing codes. An item cell equal to one of the site's `missing_codes` (e.g. "99" -> refused),
+or carrying the reader's `missing_marker` (an SPSS user-missing value declared in the file), is
+a missing item: never a value, never out of range, scored like a blank by the registry's
+missing-item rule, but its reason is kept. Each accepted administration gets `item_missing`:
+None when no item of it was coded, else one entry per item (the reason label, or None where the
+item was answered or blank). A questionnaire whose items are ALL blank or coded still counts as
+not administered: a form with no answer cannot be scored, and the marts hold every accepted
+alliance administration to `items_answered >= 1`; its codes are therefore not recorded.
 """
 
 from __future__ import annotations
@@ -49,8 +58,20 @@ ADMIN_COLUMNS = [
     "instrument",
     "rater_role",
     "items",
+    "item_missing",
     "ending_type",
 ]
+
+# Cell text a reader puts in an item column for a missing code it knows from the file itself
+# (SPSS user-missing values), followed by the reason label. Starts with NUL: no data value and
+# no whitespace (so stripping keeps it).
+MISSING_MARKER = "\x00missing:"
+UNLABELLED_MISSING = "user_missing"
+
+
+def missing_marker(reason: str) -> str:
+    """The canonical-frame text of a file-declared missing code with this reason."""
+    return MISSING_MARKER + reason
 
 
 def _row_problems(
@@ -199,7 +220,11 @@ def validate_site_rows(
     sessions = session_number.to_numpy(dtype=float)
     for form in site.forms:
         instrument = registry.get(form.instrument)
-        values, item_problems, answered = _form_items(frame, form, instrument)
+        reasons = _missing_reasons(frame, form.item_columns(instrument.items), site.missing_codes)
+        coded = pd.notna(reasons)
+        values, item_problems, answered = _form_items(
+            _blank_coded(frame, form.item_columns(instrument.items), coded), form, instrument
+        )
         out.offered += len(frame)
         keep = np.zeros(len(frame), dtype=bool)
         for i, row in enumerate(rows):
@@ -246,6 +271,9 @@ def validate_site_rows(
                 "instrument": instrument.instrument_id,
                 "rater_role": form.rater_role,
                 "items": [_items_list(v) for v in values[keep]],
+                "item_missing": [
+                    list(r) if any(x is not None for x in r) else None for r in reasons[keep]
+                ],
                 "ending_type": endings[keep],
             }
         )
@@ -257,6 +285,51 @@ def validate_site_rows(
     out.accepted = len(admins)
     out.quarantined += n_dup
     out.administrations = admins
+    return out
+
+
+def _missing_reasons(frame: pd.DataFrame, columns: list[str], codes: dict[str, str]) -> np.ndarray:
+    """Per row and item: the missing code's reason label, or None (answered, blank, invalid)."""
+    reasons = np.full((len(frame), len(columns)), None, dtype=object)
+    numeric = {n: r for c, r in codes.items() if (n := _number(c)) is not None}
+    for k, column in enumerate(columns):
+        raw = frame[column].fillna("").str.strip()
+        candidates = raw.str.startswith(MISSING_MARKER).to_numpy(dtype=bool)
+        if codes:
+            candidates |= raw.isin(list(codes)).to_numpy(dtype=bool)
+        if numeric:
+            number = pd.to_numeric(raw, errors="coerce")
+            candidates |= number.isin(list(numeric)).to_numpy(dtype=bool)
+        for i in np.flatnonzero(candidates):
+            reasons[i, k] = _reason(str(raw.iloc[i]), codes, numeric)
+    return reasons
+
+
+def _reason(text: str, codes: dict[str, str], numeric: dict[float, str]) -> str | None:
+    if text.startswith(MISSING_MARKER):
+        return text[len(MISSING_MARKER) :] or UNLABELLED_MISSING
+    if text in codes:
+        return codes[text]
+    number = _number(text)
+    return None if number is None else numeric.get(number)
+
+
+def _number(text: str) -> float | None:
+    try:
+        value = float(text)
+    except ValueError:
+        return None
+    return value if value == value else None
+
+
+def _blank_coded(frame: pd.DataFrame, columns: list[str], coded: np.ndarray) -> pd.DataFrame:
+    """The frame with coded item cells blanked, so item checks see them as not answered."""
+    if not coded.any():
+        return frame
+    out = frame.copy()
+    for k, column in enumerate(columns):
+        if coded[:, k].any():
+            out[column] = out[column].mask(coded[:, k], "")
     return out
 
 
@@ -284,6 +357,14 @@ def _resolve_duplicates(
     content = content + "|" + admins["therapist_code"].astype(str)
     if "ending_type" in admins.columns:
         content = content + "|" + admins["ending_type"].map(lambda e: e or "")
+    if "item_missing" in admins.columns:
+        content = (
+            content
+            + "|"
+            + admins["item_missing"].map(
+                lambda m: str(list(m)) if isinstance(m, list | tuple) else ""
+            )
+        )
     admins = admins.assign(__content=content)
     groups = admins.groupby(key, sort=False)
     n_versions = groups["__content"].transform("nunique")

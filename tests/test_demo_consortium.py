@@ -1,12 +1,16 @@
-"""The demo consortium: deterministic files, three site layouts, and the planted true r.
+"""The demo consortium: deterministic files, four site formats, nine instruments, planted true r.
 
-bern exports REDCap "CSV raw" (plus its data dictionary), leeds a Qualtrics CSV (three header
-rows, items keyed on ImportId), ohio a feedback system's long table (one line per measure per
-session, US dates). Each file is read back here into one row per client x session.
+bern exports REDCap "CSV raw" (plus its data dictionary) with WAI-SR client and therapist forms,
+PHQ-9 and GAD-7; leeds a Qualtrics CSV (three header rows, items keyed on ImportId) with HAq-II
+and CORE-10; ohio a PCOMS feedback system's long table (one line per measure per session, US
+dates) with SRS and ORS read to one decimal; utrecht an SPSS .sav with WAI-S and OQ-45.2, value
+labels and the user-missing code 99 = refused. Each file is read back here into one row per
+client x session with canonical item columns.
 
-The scoring here is deliberately re-implemented with numpy (sum items, prorate one blank as
-mean of answered x n) instead of reusing the warehouse, so the planted correlation is checked
-independently of the code that will later estimate it.
+Expectations are written out by hand (formats, instruments, item ranges, reverse keys) rather
+than read from the generator or the registry, and the scoring is re-implemented with numpy
+(key reversed items back, prorate one blank as mean of answered x n), so the planted
+correlation is checked independently of the code that will later estimate it.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import re
 from pathlib import Path
 
 import numpy as np
+import pyreadstat
 import pytest
 import yaml
 
@@ -29,22 +34,68 @@ from warehouse.demo_consortium import (
     write_demo_consortium,
 )
 
-WAI = [f"wai_{i}" for i in range(1, 13)]
-PHQ = [f"phq9_{i}" for i in range(1, 10)]
-GAD = [f"gad7_{i}" for i in range(1, 8)]
-HEADER = ["record_id", "redcap_event_name", "therapist_code", "session_date", *WAI, *PHQ, *GAD]
-FORMAT = {"bern": "redcap_csv", "leeds": "qualtrics_csv", "ohio": "long_csv"}
-FILE_NAME = {"bern": "bern_redcap", "leeds": "leeds_qualtrics", "ohio": "ohio_feedback"}
-QUALTRICS_IDS = (
-    [f"QID1_{n}" for n in range(1, 13)]
-    + [f"QID2_{n}" for n in range(1, 10)]
-    + [f"QID3_{n}" for n in range(1, 8)]
-)
+# site -> (format, file name stem, [(instrument, rater role, canonical item column prefix)],
+# primary alliance, primary outcome)
+SITES = {
+    "bern": (
+        "redcap_csv",
+        "bern_redcap",
+        [
+            ("wai_sr", "client", "wai"),
+            ("wai_sr", "therapist", "wai_t"),
+            ("phq9", "client", "phq9"),
+            ("gad7", "client", "gad7"),
+        ],
+        "wai_sr",
+        "phq9",
+    ),
+    "leeds": (
+        "qualtrics_csv",
+        "leeds_qualtrics",
+        [("haq_ii", "client", "haq"), ("core10", "client", "core10")],
+        "haq_ii",
+        "core10",
+    ),
+    "ohio": (
+        "long_csv",
+        "ohio_feedback",
+        [("srs", "client", "srs"), ("ors", "client", "ors")],
+        "srs",
+        "ors",
+    ),
+    "utrecht": (
+        "spss_sav",
+        "utrecht_spss",
+        [("wai_s", "client", "wais"), ("oq45", "client", "oq45")],
+        "wai_s",
+        "oq45",
+    ),
+}
+EXTENSION = {"redcap_csv": "csv", "qualtrics_csv": "csv", "long_csv": "csv", "spss_sav": "sav"}
+# instrument -> (items, min, max, decimals, reverse-keyed items, higher is better)
+SCALES = {
+    "wai_sr": (12, 1, 5, 0, [], True),
+    "wai_s": (12, 1, 7, 0, [4, 10], True),
+    "haq_ii": (19, 1, 6, 0, [4, 8, 11, 16, 19], True),
+    "srs": (4, 0, 10, 1, [], True),
+    "phq9": (9, 0, 3, 0, [], False),
+    "gad7": (7, 0, 3, 0, [], False),
+    "core10": (10, 0, 4, 0, [2, 3], False),
+    "oq45": (45, 0, 4, 0, [1, 12, 13, 20, 21, 24, 31, 37, 43], False),
+    "ors": (4, 0, 10, 1, [], True),
+}
+PREFIX = {"bern": "BE", "leeds": "LE", "ohio": "OH", "utrecht": "UT"}
+REFUSED = "99"
 LONG_HEADER = ["ClientID", "ClinicianID", "SessionNumber", "SessionDate", "Measure"]
-LONG_HEADER += [f"Item{n}" for n in range(1, 13)] + ["Total"]
-RANGES = {"wai": (WAI, 1, 5), "phq": (PHQ, 0, 3), "gad": (GAD, 0, 3)}
-PREFIX = {"bern": "BE", "leeds": "LE", "ohio": "OH"}
+LONG_HEADER += ["Item1", "Item2", "Item3", "Item4", "Total"]
+QUALTRICS_QID = {"QID1": "haq", "QID2": "core10"}
+SPSS_PREFIX = {"WAIS": "wais", "OQ": "oq45"}
+REDCAP_META = ["record_id", "redcap_event_name", "therapist_code", "session_date"]
 EVENT = re.compile(r"^session_(\d+)_arm_\d+$")
+
+
+def _columns(prefix: str, instrument: str) -> list[str]:
+    return [f"{prefix}_{n}" for n in range(1, SCALES[instrument][0] + 1)]
 
 
 @pytest.fixture(scope="module")
@@ -61,17 +112,24 @@ def _read(path: Path) -> tuple[list[str], list[dict[str, str]]]:
 
 
 def _rows(site: str, path: Path) -> list[dict[str, str]]:
-    """Read a site's export back as REDCap-like rows (HEADER keys), checking its layout."""
-    if FORMAT[site] == "redcap_csv":
+    """A site's export as rows of record_id, session, therapist_code, session_date (ISO) and
+    canonical item cells as text ('' = blank), checking the format's layout on the way."""
+    fmt, _, forms, _, _ = SITES[site]
+    if fmt == "redcap_csv":
         header, rows = _read(path)
-        assert header == [*HEADER, "ending_status"]  # bern codes how each episode ended
+        items = [c for _, _, prefix in forms for c in _columns(prefix, _instrument(site, prefix))]
+        assert header == [*REDCAP_META, *items, "ending_status"]
+        for row in rows:
+            row["session"] = EVENT.match(row.pop("redcap_event_name")).group(1)
         return rows
-    if FORMAT[site] == "qualtrics_csv":
+    if fmt == "qualtrics_csv":
         assert path.read_bytes().startswith(b"\xef\xbb\xbf")  # Qualtrics writes a BOM
         with path.open(encoding="utf-8-sig", newline="") as handle:
             names, _texts, ids, *body = list(csv.reader(handle))
         import_ids = [json.loads(c)["ImportId"] for c in ids]
-        assert import_ids[-28:] == QUALTRICS_IDS
+        assert import_ids[-29:] == [f"QID1_{n}" for n in range(1, 20)] + [
+            f"QID2_{n}" for n in range(1, 11)
+        ]
         assert {"IPAddress", "RecipientEmail", "Finished", "ExternalReference"} <= set(names)
         out = []
         for record in body:
@@ -79,40 +137,64 @@ def _rows(site: str, path: Path) -> list[dict[str, str]]:
             assert cell["Finished"] == "1" and cell["IPAddress"] == cell["RecipientEmail"] == ""
             row = {
                 "record_id": cell["ExternalReference"],
-                "redcap_event_name": f"session_{cell['session']}_arm_1",
+                "session": cell["session"],
                 "therapist_code": cell["therapist"],
                 "session_date": cell["session_date"],
             }
-            row |= dict(zip(WAI + PHQ + GAD, record[-28:], strict=True))
+            for import_id, value in zip(import_ids[-29:], record[-29:], strict=True):
+                qid, n = import_id.split("_")
+                row[f"{QUALTRICS_QID[qid]}_{n}"] = value
             out.append(row)
         return out
-    header, lines = _read(path)
-    assert header == LONG_HEADER
-    assert [line["Measure"] for line in lines[:3]] == ["WAI-SR", "PHQ-9", "GAD-7"]
-    assert len(lines) % 3 == 0
+    if fmt == "long_csv":
+        header, lines = _read(path)
+        assert header == LONG_HEADER
+        assert [line["Measure"] for line in lines[:2]] == ["ORS", "SRS"]  # PCOMS order
+        assert len(lines) % 2 == 0
+        out = []
+        for k in range(0, len(lines), 2):
+            ors, srs = lines[k : k + 2]
+            key = [
+                (x["ClientID"], x["ClinicianID"], x["SessionNumber"], x["SessionDate"])
+                for x in (ors, srs)
+            ]
+            assert key[0] == key[1] and (ors["Measure"], srs["Measure"]) == ("ORS", "SRS")
+            client, therapist, session, us_day = key[0]
+            day = datetime.datetime.strptime(us_day, "%m/%d/%Y").date().isoformat()
+            row = {
+                "record_id": client,
+                "session": session,
+                "therapist_code": therapist,
+                "session_date": day,
+            }
+            for prefix, line in (("ors", ors), ("srs", srs)):
+                items = [line[f"Item{n}"] for n in range(1, 5)]
+                row |= {f"{prefix}_{n}": v for n, v in enumerate(items, start=1)}
+                assert line["Total"] == f"{sum(float(v) for v in items):.1f}"
+            out.append(row)
+        return out
+    data, meta = pyreadstat.read_sav(str(path), user_missing=True)
+    assert meta.variable_value_labels["Visit"][3.0] == "Session 3"
+    assert meta.readstat_variable_types["SessDate"] == "double"
     out = []
-    for k in range(0, len(lines), 3):
-        wai, phq, gad = lines[k : k + 3]
-        key = [
-            (x["ClientID"], x["ClinicianID"], x["SessionNumber"], x["SessionDate"])
-            for x in (wai, phq, gad)
-        ]
-        assert key[0] == key[1] == key[2]
-        client, therapist, session, us_day = key[0]
-        day = datetime.datetime.strptime(us_day, "%m/%d/%Y").date().isoformat()
+    for record in data.to_dict("records"):
         row = {
-            "record_id": client,
-            "redcap_event_name": f"session_{session}_arm_1",
-            "therapist_code": therapist,
-            "session_date": day,
+            "record_id": record["ClientID"],
+            "session": str(int(record["Visit"])),
+            "therapist_code": record["Therapist"],
+            "session_date": record["SessDate"].isoformat(),
         }
-        for columns, line in ((WAI, wai), (PHQ, phq), (GAD, gad)):
-            items = [line[f"Item{n}"] for n in range(1, 13)]
-            assert all(v == "" for v in items[len(columns) :])
-            row |= dict(zip(columns, items[: len(columns)], strict=True))
-            assert line["Total"] == str(sum(int(v) for v in items if v))
+        for name, value in record.items():
+            match = re.fullmatch(r"(WAIS|OQ)(\d+)", name)
+            if match:
+                text = "" if value != value else f"{value:g}"
+                row[f"{SPSS_PREFIX[match.group(1)]}_{match.group(2)}"] = text
         out.append(row)
     return out
+
+
+def _instrument(site: str, prefix: str) -> str:
+    return next(i for i, _, p in SITES[site][2] if p == prefix)
 
 
 def _tree_bytes(home: Path) -> dict[str, bytes]:
@@ -121,34 +203,58 @@ def _tree_bytes(home: Path) -> dict[str, bytes]:
     }
 
 
-def _prorated_total(items: np.ndarray) -> np.ndarray:
-    """Sum of items; a single blank is replaced by the mean of the answered items."""
-    return np.nanmean(items, axis=1) * items.shape[1]
+def _keyed_total(items: np.ndarray, instrument: str) -> np.ndarray:
+    """Sum of keyed items; one blank is replaced by the mean of the answered items (CORE-10's
+    10 x mean is the same number)."""
+    _, lo, hi, _, reverse, _ = SCALES[instrument]
+    keyed = items.copy()
+    for item in reverse:
+        keyed[:, item - 1] = lo + hi - keyed[:, item - 1]
+    return np.nanmean(keyed, axis=1) * keyed.shape[1]
 
 
 def _early_alliance_and_improvement(
-    client: np.ndarray, session: np.ndarray, wai: np.ndarray, phq: np.ndarray
+    client: np.ndarray,
+    session: np.ndarray,
+    alliance: np.ndarray,
+    outcome: np.ndarray,
+    higher_is_better: bool,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Per client with >= 2 sessions: mean WAI-SR total of sessions 1-3, PHQ-9 first - last."""
+    """Per client with >= 2 sessions: mean alliance total of sessions 1-3 and the outcome's
+    improvement first -> last (positive = better)."""
     order = np.lexsort((session, client))
     client, session = client[order], session[order]
-    wai_total, phq_total = _prorated_total(wai[order]), _prorated_total(phq[order])
+    alliance, outcome = alliance[order], outcome[order]
     keys, first, counts = np.unique(client, return_index=True, return_counts=True)
     last = first + counts - 1
     idx = np.searchsorted(keys, client)
     early_rows = session <= 3
-    early_sum = np.bincount(idx[early_rows], weights=wai_total[early_rows], minlength=keys.size)
-    early_n = np.bincount(idx[early_rows], minlength=keys.size)
-    early = early_sum / early_n
-    improvement = phq_total[first] - phq_total[last]
+    early_sum = np.bincount(idx[early_rows], weights=alliance[early_rows], minlength=keys.size)
+    early = early_sum / np.bincount(idx[early_rows], minlength=keys.size)
+    improvement = outcome[first] - outcome[last]
+    if higher_is_better:
+        improvement = -improvement
     keep = counts >= 2
     return early[keep], improvement[keep]
 
 
+def _primary_pair(site: str, rows) -> tuple[np.ndarray, np.ndarray]:
+    """Early primary alliance and primary outcome improvement from canonical rows (pandas)."""
+    _, _, forms, alliance, outcome = SITES[site]
+    a_prefix = next(p for i, r, p in forms if i == alliance and r == "client")
+    o_prefix = next(p for i, _, p in forms if i == outcome)
+    client = rows["client"]
+    session = rows["session"]
+    a = _keyed_total(rows[a_prefix], alliance)
+    o = _keyed_total(rows[o_prefix], outcome)
+    return _early_alliance_and_improvement(client, session, a, o, SCALES[outcome][5])
+
+
 def _within_site_r(groups: dict[str, tuple[np.ndarray, np.ndarray]]) -> float:
-    """Pearson r after centring each site: the pooled within-site correlation."""
-    xs = np.concatenate([x - x.mean() for x, _ in groups.values()])
-    ys = np.concatenate([y - y.mean() for _, y in groups.values()])
+    """Pearson r after standardizing each site: the pooled within-site correlation (sites
+    use different instruments, so their scales differ)."""
+    xs = np.concatenate([(x - x.mean()) / x.std() for x, _ in groups.values()])
+    ys = np.concatenate([(y - y.mean()) / y.std() for _, y in groups.values()])
     return float(np.corrcoef(xs, ys)[0, 1])
 
 
@@ -161,50 +267,73 @@ def test_same_seed_gives_identical_bytes_and_other_seed_differs(tmp_path: Path) 
     first = _tree_bytes_after(tmp_path / "a", seed=7)
     second = _tree_bytes_after(tmp_path / "b", seed=7)
     other = _tree_bytes_after(tmp_path / "c", seed=8)
-    assert first == second
+    assert first == second  # the .sav too: its creation stamp is the logical date
     assert first.keys() == other.keys()
-    csvs = [name for name in first if name.endswith(".csv") and "DataDictionary" not in name]
-    assert len(csvs) == 3
-    assert all(first[name] != other[name] for name in csvs)
+    exports = sorted(n for n in first if n.startswith("inbox/") and "DataDictionary" not in n)
+    assert [Path(n).suffix for n in exports] == [".csv", ".csv", ".csv", ".sav"]
+    assert all(first[name] != other[name] for name in exports)
+    assert b"20 Nov 2600:00:00" in first["inbox/utrecht/utrecht_spss_20261120.sav"][:200]
+
+
+def test_each_site_has_its_format_and_instruments(demo: tuple[Path, DemoSummary]) -> None:
+    """Four formats and all nine registry instruments; the file loads as a valid consortium."""
+    from ingestion.consortium import load_consortium
+
+    home, summary = demo
+    config = yaml.safe_load((home / "consortium.yml").read_text(encoding="utf-8"))
+    assert config["consortium_id"] == "bordin_demo"
+    assert [s["site_id"] for s in config["sites"]] == list(SITES) == summary.sites
+    for site in config["sites"]:
+        fmt, _, forms, alliance, outcome = SITES[site["site_id"]]
+        assert site["format"] == fmt
+        assert [(f["instrument"], f["rater_role"]) for f in site["forms"]] == [
+            (i, r) for i, r, _ in forms
+        ]
+        assert (site["primary_alliance"], site["primary_outcome"]) == (alliance, outcome)
+    assert {s["format"] for s in config["sites"]} == set(EXTENSION)
+    assert {f["instrument"] for s in config["sites"] for f in s["forms"]} == set(SCALES)
+    (utrecht,) = [s for s in config["sites"] if s["site_id"] == "utrecht"]
+    assert utrecht["missing_codes"] == {"99": "refused"}
+    consortium = load_consortium(home / "consortium.yml")
+    assert list(consortium.sites) == list(SITES)
 
 
 def test_files_have_their_sites_layouts(demo: tuple[Path, DemoSummary]) -> None:
     home, summary = demo
     stamp = DEMO_LOGICAL_DATE.strftime("%Y%m%d")
-    assert summary.sites == ["bern", "leeds", "ohio"]
     assert summary.files == [
-        home / "inbox" / s / f"{FILE_NAME[s]}_{stamp}.csv" for s in summary.sites
+        home / "inbox" / s / f"{SITES[s][1]}_{stamp}.{EXTENSION[SITES[s][0]]}" for s in SITES
     ]
     assert (home / "inbox" / "bern" / f"bern_DataDictionary_{stamp}.csv").is_file()
-    total_rows, clients, bad_rows, cells, blanks = 0, set(), 0, 0, 0
-    sizes = []
+    total_rows, administrations, clients, bad_cells, cells, missing = 0, 0, set(), 0, 0, 0
+    refused, one_decimal, sizes = 0, 0, []
     for site, path in zip(summary.sites, summary.files, strict=True):
-        assert path.read_bytes().decode("utf-8")
         rows = _rows(site, path)
+        forms = SITES[site][2]
         total_rows += len(rows)
+        administrations += len(rows) * len(forms)
         per_client: dict[str, list[tuple[int, datetime.date]]] = {}
         therapists: dict[str, set[str]] = {}
         for row in rows:
             assert re.fullmatch(rf"{PREFIX[site]}-\d{{4}}", row["record_id"])
             assert re.fullmatch(rf"{PREFIX[site]}-T\d{{2}}", row["therapist_code"])
-            event = EVENT.match(row["redcap_event_name"])
-            assert event is not None
             day = datetime.date.fromisoformat(row["session_date"])
             assert day <= DEMO_LOGICAL_DATE
-            per_client.setdefault(row["record_id"], []).append((int(event.group(1)), day))
+            per_client.setdefault(row["record_id"], []).append((int(row["session"]), day))
             therapists.setdefault(row["therapist_code"], set()).add(row["record_id"])
-            out_of_range = 0
-            for columns, lo, hi in RANGES.values():
-                values = [row[c] for c in columns]
-                assert sum(v == "" for v in values) <= 1
-                blanks += sum(v == "" for v in values)
+            for instrument, _, prefix in forms:
+                _, lo, hi, decimals, _, _ = SCALES[instrument]
+                values = [row[c] for c in _columns(prefix, instrument)]
+                gaps = sum(v in ("", REFUSED) for v in values)
+                assert gaps <= 1 if decimals == 0 else gaps == 0  # a VAS form is complete
+                refused += sum(v == REFUSED for v in values)
+                missing += gaps
                 cells += len(values)
-                for value in values:
-                    if value:
-                        assert re.fullmatch(r"\d+", value)
-                        out_of_range += not lo <= int(value) <= hi
-            assert out_of_range <= 1
-            bad_rows += out_of_range
+                for value in (v for v in values if v not in ("", REFUSED)):
+                    grid = r"\d+" if decimals == 0 else r"\d+\.\d"
+                    assert re.fullmatch(grid, value), (site, instrument, value)
+                    one_decimal += decimals == 1 and not value.endswith(".0")
+                    bad_cells += not lo <= float(value) <= hi
         for visits in per_client.values():
             numbers = [n for n, _ in visits]
             assert numbers == list(range(1, len(visits) + 1)) and len(visits) <= 16
@@ -214,25 +343,26 @@ def test_files_have_their_sites_layouts(demo: tuple[Path, DemoSummary]) -> None:
         assert all(len(c) >= 3 for c in therapists.values())
         clients |= {(site, c) for c in per_client}
         sizes.append(len(per_client))
-    assert bad_rows == summary.planted_bad_rows == 2
-    assert 0.02 < blanks / cells < 0.04
-    assert len(set(sizes)) == 3
-    assert summary.clients == len(clients)
+    assert bad_cells == summary.planted_bad_rows == 2
+    assert 0.01 < missing / cells < 0.04
+    assert refused > 0 and one_decimal > 0  # utrecht codes refusals; PCOMS reads tenths
+    assert len(set(sizes)) > 1
+    assert summary.clients == len(clients) == sum(sizes)
     assert summary.sessions == total_rows
+    assert summary.administrations == administrations
 
-    config_path = home / "consortium.yml"
-    text = config_path.read_text(encoding="utf-8")
-    assert text.startswith("# Demo consortium written by bordin demo (synthetic data).\n")
-    config = yaml.safe_load(text)
-    assert config["consortium_id"] == "bordin_demo"
-    assert [s["site_id"] for s in config["sites"]] == ["bern", "leeds", "ohio"]
-    events = {"redcap_csv": "session_12_arm_1", "qualtrics_csv": "12", "long_csv": "12"}
-    for site in config["sites"]:
-        assert site["format"] == FORMAT[site["site_id"]]
-        pattern = re.compile(site["session_event_pattern"])
-        assert pattern.match(events[site["format"]]).group(1) == "12"
-        assert [f["instrument"] for f in site["forms"]] == ["wai_sr", "phq9", "gad7"]
-        assert (site["primary_alliance"], site["primary_outcome"]) == ("wai_sr", "phq9")
+
+def test_spss_file_declares_refused_as_user_missing(demo: tuple[Path, DemoSummary]) -> None:
+    _, summary = demo
+    (path,) = [p for p in summary.files if p.suffix == ".sav"]
+    _, meta = pyreadstat.read_sav(str(path), metadataonly=True, user_missing=True)
+    items = [c for c in meta.column_names if re.fullmatch(r"(WAIS|OQ)\d+", c)]
+    assert len(items) == 12 + 45
+    for name in items:
+        assert meta.missing_ranges[name] == [{"lo": 99.0, "hi": 99.0}]
+        assert meta.variable_value_labels[name][99.0] == "Refused"
+    assert meta.variable_value_labels["WAIS1"][7.0] == "Always"
+    assert meta.variable_value_labels["OQ1"][0.0] == "Never"
 
 
 def test_demo_files_show_a_positive_alliance_outcome_link(
@@ -242,55 +372,66 @@ def test_demo_files_show_a_positive_alliance_outcome_link(
     _, summary = demo
     groups = {}
     for site, path in zip(summary.sites, summary.files, strict=True):
-        rows = _rows(site, path)
-        rows = [r for r in rows if all(_in_range(r, *spec) for spec in RANGES.values())]
-        client = np.array([int(r["record_id"].split("-")[1]) for r in rows])
-        session = np.array([int(EVENT.match(r["redcap_event_name"]).group(1)) for r in rows])
-        groups[site] = _early_alliance_and_improvement(
-            client, session, _items(rows, WAI), _items(rows, PHQ)
-        )
+        rows = [r for r in _rows(site, path) if _in_range(site, r)]
+        canonical = {
+            "client": np.array([int(r["record_id"].split("-")[1]) for r in rows]),
+            "session": np.array([int(r["session"]) for r in rows]),
+        }
+        for instrument, _, prefix in SITES[site][2]:
+            canonical[prefix] = np.array(
+                [[_number(r[c]) for c in _columns(prefix, instrument)] for r in rows]
+            )
+        groups[site] = _primary_pair(site, canonical)
     assert _within_site_r(groups) > 0
 
 
-def _items(rows: list[dict[str, str]], columns: list[str]) -> np.ndarray:
-    return np.array([[float(r[c]) if r[c] else np.nan for c in columns] for r in rows])
+def _number(text: str) -> float:
+    return float(text) if text not in ("", REFUSED) else np.nan
 
 
-def _in_range(row: dict[str, str], columns: list[str], lo: int, hi: int) -> bool:
-    return all(row[c] == "" or lo <= int(row[c]) <= hi for c in columns)
+def _in_range(site: str, row: dict[str, str]) -> bool:
+    for instrument, _, prefix in SITES[site][2]:
+        _, lo, hi, _, _, _ = SCALES[instrument]
+        for c in _columns(prefix, instrument):
+            value = _number(row[c])
+            if value == value and not lo <= value <= hi:
+                return False
+    return True
 
 
 def test_large_sample_recovers_true_r() -> None:
-    """20,000 clients through the demo's own generator: observed r must sit on TRUE_R."""
-    sizes = {"bern": 7000, "leeds": 7000, "ohio": 6000}
+    """5,000 clients per site through the demo's own generator: each site's observed r
+    between its own primary alliance and outcome measures must sit on TRUE_R."""
+    sizes = {site: 5000 for site in SITES}
     frame = generate_clients(sizes, seed=20261120)
     groups = {}
     for site in sizes:
         rows = frame[frame["site_id"] == site]
-        client = rows["record_id"].str.split("-").str[1].astype(int).to_numpy()
-        session = rows["redcap_event_name"].str.extract(EVENT)[0].astype(int).to_numpy()
-        wai = rows[WAI].to_numpy(dtype=float, na_value=np.nan)
-        phq = rows[PHQ].to_numpy(dtype=float, na_value=np.nan)
-        assert np.all(np.isnan(wai) | ((wai >= 1) & (wai <= 5)))
-        assert np.all(np.isnan(phq) | ((phq >= 0) & (phq <= 3)))
-        groups[site] = _early_alliance_and_improvement(client, session, wai, phq)
-        assert len(np.unique(client)) == sizes[site]
+        canonical = {
+            "client": rows["record_id"].str.split("-").str[1].astype(int).to_numpy(),
+            "session": rows["session"].to_numpy(),
+        }
+        for instrument, _, prefix in SITES[site][2]:
+            _, lo, hi, decimals, _, _ = SCALES[instrument]
+            items = rows[_columns(prefix, instrument)].to_numpy(dtype=float)
+            answered = items[~np.isnan(items)]
+            assert np.all((answered >= lo) & (answered <= hi)), (site, instrument)
+            assert np.allclose(answered * 10**decimals, np.rint(answered * 10**decimals))
+            canonical[prefix] = items
+        groups[site] = _primary_pair(site, canonical)
+        assert len(np.unique(canonical["client"])) == sizes[site]
 
     for site, (early, improvement) in groups.items():
         site_r = np.corrcoef(early, improvement)[0, 1]
         assert abs(site_r - TRUE_R) < 0.05, (site, site_r)
     within = _within_site_r(groups)
     assert abs(within - TRUE_R) < 0.03, within
-    pooled = np.corrcoef(
-        np.concatenate([g[0] for g in groups.values()]),
-        np.concatenate([g[1] for g in groups.values()]),
-    )[0, 1]
-    assert abs(pooled - TRUE_R) < 0.03, pooled
 
 
 def test_every_site_format_ingests_the_same_administrations(home: Path) -> None:
-    """Three layouts, one data set: every session's three questionnaires arrive, two planted
-    out-of-range values are quarantined, and bern's data dictionary is read, not ingested."""
+    """Four layouts: every session's questionnaires arrive, the two planted out-of-range values
+    are quarantined, utrecht's 99s are missing items (not quarantined), and bern's data
+    dictionary is read, not ingested."""
     from ingestion.ingest import ingest_site
 
     summary = write_demo_consortium(home)
@@ -302,9 +443,12 @@ def test_every_site_format_ingests_the_same_administrations(home: Path) -> None:
     exports = [files[p.name] for p in summary.files]
     assert all(f.status == "ingested" and f.kind == "export" for f in exports)
     assert all(f.offered == f.accepted + f.quarantined + f.not_administered for f in exports)
-    assert sum(f.accepted for f in exports) == 3 * summary.sessions - summary.planted_bad_rows
+    assert sum(f.offered for f in exports) == summary.administrations
+    assert sum(f.accepted for f in exports) == summary.administrations - summary.planted_bad_rows
     assert sum(f.quarantined for f in exports) == summary.planted_bad_rows
     assert sum(f.not_administered for f in exports) == 0
+    by_site = dict(zip(summary.sites, exports, strict=True))
+    assert by_site["bern"].quarantined == by_site["leeds"].quarantined == 1
 
 
 def test_bern_codes_each_episodes_ending_on_its_last_session(

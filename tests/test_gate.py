@@ -185,6 +185,25 @@ def valid_frames() -> Frames:
             "suppressed_cells": ["", "n_finished_treatment,n_clients_rupture_k1"],
         }
     )
+    intake = pd.DataFrame(
+        {
+            "site_id": ["s1", "s2"],
+            "small_cell_threshold": [11, 11],
+            "files_delivered": [3, 2],
+            "files_ingested": [2, 2],
+            "files_rejected": [1, 0],
+            "rows_in": [17, 4],
+            "administrations_offered": [16, 8],
+            "administrations_accepted": [12, 8],
+            "administrations_quarantined": [3, 0],
+            "administrations_not_administered": [1, 0],
+            "administrations_unaccounted": [0, 0],
+            "events_withdrawn": [12, None],  # s2: 3 withdrawals, suppressed
+            "first_logical_date": pd.to_datetime(["2026-01-05", "2026-02-01"]),
+            "last_logical_date": pd.to_datetime(["2026-01-06", "2026-02-01"]),
+            "suppressed_cells": ["", "events_withdrawn"],
+        }
+    )
     return {
         "fct_alliance_session": alliance,
         "fct_outcome_session": outcome,
@@ -195,6 +214,7 @@ def valid_frames() -> Frames:
         "mart_alliance_outcome_pooled": pooled,
         "mart_alliance_outcome_therapist": therapist,
         "mart_site_quality": quality,
+        "mart_site_intake": intake,
     }
 
 
@@ -241,6 +261,7 @@ ALLIANCE, OUTCOME, EPISODE = "fct_alliance_session", "fct_outcome_session", "fct
 SITE, POOLED = "mart_alliance_outcome_site", "mart_alliance_outcome_pooled"
 EPISODES, SUDDEN = "fct_episode", "fct_sudden_gain"
 THERAPIST, QUALITY = "mart_alliance_outcome_therapist", "mart_site_quality"
+INTAKE = "mart_site_intake"
 
 BAD_FIXTURES: dict[str, Mutation] = {
     # fct_alliance_session
@@ -355,6 +376,21 @@ BAD_FIXTURES: dict[str, Mutation] = {
     "site_quality_recovery_rate_range": cells(QUALITY, nhs_recovery_rate=1.5),
     "site_quality_rupture_rate_range": cells(QUALITY, rupture_rate_k1=-0.1),
     "site_quality_suppressed_cells_not_null": cells(QUALITY, suppressed_cells=None),
+    # mart_site_intake
+    "site_intake_row_count": empty(INTAKE),
+    "site_intake_columns": drop_column(INTAKE, "files_rejected"),
+    "site_intake_site_id_not_null": cells(INTAKE, site_id=None),
+    "site_intake_site_id_unique": cells(INTAKE, row=1, site_id="s1"),
+    # One administration offered that is neither accepted, quarantined nor not administered.
+    "site_intake_conservation": cells(
+        INTAKE, administrations_offered=17, administrations_unaccounted=1
+    ),
+    "site_intake_accepted_le_offered": cells(INTAKE, administrations_accepted=20),
+    "site_intake_files_ingested_le_delivered": cells(INTAKE, files_ingested=4),
+    "site_intake_rows_in_min": cells(INTAKE, rows_in=-1),
+    "site_intake_withdrawn_not_small": cells(INTAKE, events_withdrawn=3),
+    "site_intake_dates_ordered": cells(INTAKE, last_logical_date=pd.Timestamp("2026-01-04")),
+    "site_intake_suppressed_cells_not_null": cells(INTAKE, suppressed_cells=None),
 }
 
 

@@ -17,6 +17,10 @@ Fixtures in tests/fixtures/formats/identifiers/ (consortium.yml there), one per 
       Bemerkung free text.
       line 2 WAI-SR 4s -> accepted; line 3 GAD-7 1s -> accepted;
       line 4 GAD-7 item 1 = "x" -> type                                 => (3, 2, 1, 0)
+  an SPSS .sav (site spssid, added to the fixture consortium in the test; the file is built by
+      tests/test_readers_spss.write_sav): FullName, Email in identifier_columns; Notes free
+      text; the therapist variable's value labels are names (never applied).
+                                                                        => (10, 4, 4, 2)
 After ingesting all four sites, every file of the data root outside inbox/ (the event log's
 Parquet and Delta log JSON, the restricted quarantine and intake tables, audit, locks) is
 scanned, as bytes and as decoded Parquet values, for every planted value.
@@ -38,6 +42,9 @@ from ingestion.ingest import ingest_site
 from ingestion.readers.dispatch import read_export, required_columns
 from ingestion.registry import default_registry
 from tests.test_readers_qualtrics import counts, events, quarantine
+from tests.test_readers_spss import PLANTED as SPSS_PLANTED
+from tests.test_readers_spss import SITE as SPSS_SITE
+from tests.test_readers_spss import write_sav
 
 FIXTURES = Path(__file__).parent / "fixtures" / "formats" / "identifiers"
 DICTIONARY = "Study_DataDictionary_2026-11-20.csv"
@@ -73,6 +80,8 @@ PLANTED = [
     "02.12.1979",
     "+44 113 496 0000",
     "192.0.2.99",
+    # SPSS .sav
+    *SPSS_PLANTED,
 ]
 
 
@@ -149,6 +158,24 @@ def test_planted_identifiers_never_reach_the_data_root(ihome: Path) -> None:
     }
     assert list((ihome / "eventlog").rglob("*.parquet"))
     assert _leaks(ihome) == []
+
+
+def test_planted_identifiers_in_a_sav_never_reach_the_data_root(ihome: Path) -> None:
+    doc = yaml.safe_load((ihome / "consortium.yml").read_text(encoding="utf-8"))
+    doc["sites"].append({**SPSS_SITE, "site_id": "spssid"})
+    (ihome / "consortium.yml").write_text(yaml.safe_dump(doc), encoding="utf-8")
+    raw = write_sav(ihome / "inbox" / "spssid" / "export.sav")
+    assert all(value.encode() in raw for value in SPSS_PLANTED)  # planted, so the scan can fail
+    (outcome,) = ingest_site("spssid", DATE).files
+    assert counts(outcome) == (10, 4, 4, 2)
+    assert len(events(ihome)) == 4 and len(quarantine(ihome)) == 4
+    assert _leaks(ihome) == []
+    registry = default_registry()
+    config = load_consortium(ihome / "consortium.yml", registry).site("spssid")
+    read = read_export(ihome / "inbox" / "spssid" / "export.sav", config, registry)
+    columns = set(read.frame.columns) - {"__source_row", "__ragged"}
+    assert columns == set(required_columns(config, registry))
+    assert not {"FullName", "Email", "Notes"} & columns
 
 
 def test_the_scan_would_see_a_leak(ihome: Path) -> None:

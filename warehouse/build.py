@@ -22,6 +22,8 @@ from pathlib import Path
 import yaml
 
 from ingestion import delta_store
+from ingestion.config_errors import ConfigError
+from ingestion.consortium import load_consortium
 from ingestion.crash_points import crash_point
 from ingestion.registry import load_registry
 from ingestion.settings import DBT_PROJECT_DIR, INSTRUMENTS_DIR, Paths, paths
@@ -56,15 +58,30 @@ class BuildResult:
     consortium_file: str
     dbt_vars: dict
     dbt: dict
+    intake_version: int | None = None
 
     def as_dict(self) -> dict:
         return asdict(self)
 
 
-def dbt_vars() -> dict:
-    """The parameters the marts were computed with (dbt_project.yml defaults; no overrides)."""
+def dbt_vars(overrides: dict | None = None) -> dict:
+    """The parameters the marts were computed with: dbt_project.yml defaults, then `overrides`
+    (what the build passed with --vars)."""
     project = yaml.safe_load((DBT_PROJECT_DIR / "dbt_project.yml").read_text(encoding="utf-8"))
-    return dict(sorted((project.get("vars") or {}).items()))
+    return dict(sorted({**(project.get("vars") or {}), **(overrides or {})}.items()))
+
+
+def consortium_vars(rules: Rules) -> dict:
+    """dbt vars that come from the consortium file the build scores with, not from dbt.
+
+    `release_calendar_dates` enables fct_session_calendar. Read from the rule set (a rebuild
+    reads the release's own copy), so a rebuild builds the same marts the release had.
+    """
+    try:
+        consortium = load_consortium(rules.consortium_file, load_registry(rules.registry_dir))
+    except ConfigError as exc:
+        raise BuildError(f"the consortium file does not load: {exc}") from exc
+    return {"release_calendar_dates": consortium.release.calendar_dates}
 
 
 def dbt_env(
@@ -75,6 +92,7 @@ def dbt_env(
     threads: int,
     rules: Rules,
     quarantine_version: int | None = None,
+    intake_version: int | None = None,
 ) -> dict[str, str]:
     env = dict(os.environ)
     env.update(
@@ -87,6 +105,8 @@ def dbt_env(
             "BORDIN_QUARANTINE_VERSION": ""
             if quarantine_version is None
             else str(quarantine_version),
+            "BORDIN_INTAKE": str(where.intake),
+            "BORDIN_INTAKE_VERSION": "" if intake_version is None else str(intake_version),
             "BORDIN_CONSORTIUM": str(rules.consortium_file),
             "BORDIN_REGISTRY_DIR": str(rules.registry_dir),
             "BORDIN_DBT_THREADS": str(threads),
@@ -138,9 +158,9 @@ def file_sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def _run_dbt(env: dict[str, str], threads: int) -> subprocess.CompletedProcess:
+def _run_dbt(env: dict[str, str], threads: int, variables: dict) -> subprocess.CompletedProcess:
     proc = subprocess.Popen(
-        _dbt_command("build", "--threads", str(threads)),
+        _dbt_command("build", "--threads", str(threads), "--vars", json.dumps(variables)),
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -162,11 +182,14 @@ def build(
     build_dir: Path | None = None,
     rules: Rules | None = None,
     quarantine_version: int | None = None,
+    intake_version: int | None = None,
 ) -> BuildResult:
     """Run dbt over the event log as of `version` (the latest committed one by default).
 
     `build_dir` and `rules` let a rebuild of an old release use a scratch folder and the rule
-    set that release carries, without touching the nightly build.
+    set that release carries, without touching the nightly build. The quarantine and intake
+    tables are pinned like the log: at their latest versions for a nightly build, at the
+    versions a release recorded for a rebuild.
     """
     where = where or paths()
     build_dir = build_dir or where.build_dir
@@ -175,16 +198,20 @@ def build(
     pinned = delta_store.current_version(where.event_log) if version is None else version
     if version is None:
         quarantine_version = delta_store.current_version(where.quarantine)
+        intake_version = delta_store.current_version(where.intake)
     if pinned is None:
         raise BuildError(f"the event log at {where.event_log} is empty: nothing was ingested yet")
     target_db = build_dir / "warehouse.duckdb"
+    variables = consortium_vars(rules)
     with exclusive_writer(build_dir):
         fresh = build_dir / "warehouse.next.duckdb"
         for stale in (fresh, fresh.with_suffix(".duckdb.wal")):
             stale.unlink(missing_ok=True)
         (build_dir / "dbt_target" / "run_results.json").unlink(missing_ok=True)
-        env = dbt_env(where, fresh, build_dir, pinned, threads, rules, quarantine_version)
-        proc = _run_dbt(env, threads)
+        env = dbt_env(
+            where, fresh, build_dir, pinned, threads, rules, quarantine_version, intake_version
+        )
+        proc = _run_dbt(env, threads, variables)
         target = build_dir / "dbt_target"
         summary = (
             summarize_run_results(target)
@@ -205,8 +232,9 @@ def build(
         consortium_sha256=file_sha256(rules.consortium_file),
         registry_dir=str(rules.registry_dir),
         consortium_file=str(rules.consortium_file),
-        dbt_vars=dbt_vars(),
+        dbt_vars=dbt_vars(variables),
         dbt=summary,
+        intake_version=intake_version,
     )
     (build_dir / "build_info.json").write_text(
         json.dumps(result.as_dict(), indent=2, sort_keys=True), encoding="utf-8"

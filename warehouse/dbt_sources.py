@@ -19,6 +19,7 @@ from dbt.adapters.duckdb.utils import SourceConfig
 from ingestion import delta_store
 from ingestion.consortium import load_consortium, sites_table
 from ingestion.events import EVENT_SCHEMA
+from ingestion.ingest import INTAKE_SCHEMA
 from ingestion.quarantine import QUARANTINE_SCHEMA
 from ingestion.registry import bands_table, instruments_table, items_table, load_registry
 from ingestion.settings import paths
@@ -43,6 +44,8 @@ class Plugin(BasePlugin):
             return REGISTRY_TABLES[source_config.identifier](registry)
         if kind == "quarantine":
             return _quarantine(source_config)
+        if kind == "intake":
+            return _intake(source_config)
         if kind == "consortium":
             return sites_table(load_consortium(paths().consortium_file, load_registry()))
         raise ValueError(f"source {source_config.table_name()}: unknown kind {kind!r}")
@@ -72,4 +75,19 @@ def _quarantine(source_config: SourceConfig) -> pa.Table:
     table = delta_store.read(path, QUARANTINE_SCHEMA, int(pinned) if pinned else None)
     table = table.drop_columns(list(QUARANTINE_HIDDEN))
     keys = ["site_id", "source_sha256", "source_row", "rule_id", "column_name", "instrument"]
+    return table.sort_by([(k, "ascending") for k in keys])
+
+
+# Never loaded into the warehouse: the delivered file's name (sites name exports freely, and a
+# name can carry a participant's name or a date). A file is known by its SHA-256 instead.
+INTAKE_HIDDEN = ("source_file",)
+
+
+def _intake(source_config: SourceConfig) -> pa.Table:
+    """Per-file intake counts (restricted/intake) at the pinned version, without file names."""
+    path = Path(str(source_config["path"]))
+    pinned = str(source_config.get("version", "") or "").strip()
+    table = delta_store.read(path, INTAKE_SCHEMA, int(pinned) if pinned else None)
+    table = table.drop_columns(list(INTAKE_HIDDEN))
+    keys = ["site_id", "source_sha256", "batch_id"]
     return table.sort_by([(k, "ascending") for k in keys])

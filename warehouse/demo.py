@@ -1,4 +1,5 @@
-"""`bordin demo`: a synthetic three-site consortium through the real nightly DAG, then a summary."""
+"""`bordin demo`: a synthetic four-site consortium (REDCap, Qualtrics, long CSV and SPSS exports,
+nine instruments) through the real nightly DAG, then a summary that shows that breadth."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import time
 from pathlib import Path
 
 import duckdb
+import yaml
 
 from ingestion.pseudonyms import KEY_ENV, KEY_FILE_ENV, write_new_key
 from ingestion.settings import REPO_ROOT, Paths, paths
@@ -66,8 +68,13 @@ def summarize(where: Paths) -> str:
             "WHERE scope = 'primary' AND correlation_type = 'raw' ORDER BY method"
         ).fetchall()
         per_site = con.execute(
-            "SELECT site_id, n, r, ci_low, ci_high FROM marts.mart_alliance_outcome_site "
-            "WHERE is_primary ORDER BY site_id"
+            "SELECT site_id, alliance_instrument, outcome_instrument, n, r, ci_low, ci_high "
+            "FROM marts.mart_alliance_outcome_site WHERE is_primary ORDER BY site_id"
+        ).fetchall()
+        instruments = con.execute(
+            "SELECT site_id, instrument || CASE rater_role WHEN 'client' THEN '' "
+            "ELSE ' (' || rater_role || ')' END FROM marts.fct_alliance_session "
+            "UNION SELECT site_id, instrument FROM marts.fct_outcome_session ORDER BY 1, 2"
         ).fetchall()
     finally:
         con.close()
@@ -80,8 +87,17 @@ def summarize(where: Paths) -> str:
         f"  sites {sites}, clients {clients}, sessions {sessions}, events {events}"
         f" ({quarantined} quarantine record(s) with reasons, see restricted/quarantine)",
     ]
-    for site_id, n, r, lo, hi in per_site:
-        lines.append(f"  {site_id:<8} n = {n:>3}  r = {_f(r)}  95% CI [{_f(lo)}, {_f(hi)}]")
+    formats = _site_formats(where)
+    measured: dict[str, list[str]] = {}
+    for site_id, instrument in instruments:
+        measured.setdefault(site_id, []).append(instrument)
+    lines.append("  per site: export format, instruments scored; primary alliance -> outcome r")
+    for site_id, alliance, outcome, n, r, lo, hi in per_site:
+        lines.append(
+            f"  {site_id:<8} {formats.get(site_id, '?'):<13} {', '.join(measured.get(site_id, []))}"
+        )
+        pair = f"{alliance} -> {outcome}"
+        lines.append(f"  {'':<8} {pair:<22} n = {n:>3}  r = {_f(r)}  95% CI [{_f(lo)}, {_f(hi)}]")
     for method, k, n, r, lo, hi, i2 in pooled:
         lines.append(
             f"  pooled ({method}, {k} sites, {n} clients): r = {_f(r)}  95% CI "
@@ -96,6 +112,12 @@ def summarize(where: Paths) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def _site_formats(where: Paths) -> dict[str, str]:
+    """site_id -> export format, from the consortium file the demo wrote."""
+    config = yaml.safe_load(where.consortium_file.read_text(encoding="utf-8"))
+    return {site["site_id"]: site["format"] for site in config.get("sites", [])}
 
 
 def _f(value: float | None) -> str:

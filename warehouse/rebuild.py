@@ -1,8 +1,9 @@
 """Prove a release is the one that was published: rebuild it and compare every content hash.
 
-The rebuild reads the event log at the version the manifest records, scores with the registry
-and consortium file the release carries (`rules/`), builds in a scratch folder (never touching
-the nightly build) and exports the marts the same way publishing does.
+The rebuild reads the event log (and the quarantine and intake tables) at the versions the
+manifest records, scores with the registry and consortium file the release carries (`rules/`;
+the consortium file also decides whether fct_session_calendar is built), builds in a scratch
+folder (never touching the nightly build) and exports the marts the same way publishing does.
 """
 
 from __future__ import annotations
@@ -62,6 +63,7 @@ def rebuild(
             build_dir=scratch / "build",
             rules=rules,
             quarantine_version=manifest.get("quarantine_version"),
+            intake_version=manifest.get("intake_version"),
         )
     except BuildError as exc:
         return RebuildReport(release_id, version, [], _explain(str(exc)))

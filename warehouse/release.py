@@ -17,6 +17,7 @@ from datetime import date
 from pathlib import Path
 
 import duckdb
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ingestion.crash_points import crash_point
@@ -25,6 +26,17 @@ from warehouse.report import render_report
 
 MARTS_SCHEMA = "marts"
 PARQUET_OPTIONS = {"compression": "zstd", "compression_level": 3, "write_statistics": True}
+# Date-typed columns any release may carry: the nights deliveries were ingested (the run's
+# logical date), which date the data flow, not a participant. A participant's calendar dates
+# may appear only in CALENDAR_MARTS, and only when the consortium allows them (`release:
+# {calendar_dates: true}`, recorded as parameter release_calendar_dates); every other mart
+# carries relative time (session_day, last_session_day).
+DELIVERY_DATE_COLUMNS = frozenset({"first_logical_date", "last_logical_date"})
+CALENDAR_MARTS = frozenset({"fct_session_calendar"})
+
+
+class CalendarDateError(RuntimeError):
+    """A mart would publish calendar dates the consortium did not allow: nothing is published."""
 
 
 @dataclass(frozen=True)
@@ -134,6 +146,35 @@ def export_marts(build_db: Path, folder: Path) -> list[dict]:
     return files
 
 
+def date_columns(folder: Path, files: list[dict]) -> list[tuple[str, str]]:
+    """(mart, column) of every date- or timestamp-typed column of the exported Parquet files."""
+    found = []
+    for entry in files:
+        if "mart" not in entry:
+            continue
+        for field in pq.read_schema(folder / entry["path"]):
+            if pa.types.is_date(field.type) or pa.types.is_timestamp(field.type):
+                found.append((entry["mart"], field.name))
+    return found
+
+
+def check_calendar_dates(folder: Path, files: list[dict], allowed: bool) -> None:
+    """Refuse a release whose marts carry a participant's calendar date it may not carry."""
+    offending = [
+        f"{mart}.{column}"
+        for mart, column in date_columns(folder, files)
+        if column not in DELIVERY_DATE_COLUMNS and not (allowed and mart in CALENDAR_MARTS)
+    ]
+    if offending:
+        raise CalendarDateError(
+            "refusing to publish calendar dates ("
+            + ", ".join(offending)
+            + "): releases carry relative time unless the consortium file allows dates "
+            "(release: {calendar_dates: true}), and then only in "
+            + ", ".join(sorted(CALENDAR_MARTS))
+        )
+
+
 def copy_rules(build_info: dict, folder: Path) -> list[dict]:
     """The registry and consortium file the marts were scored with, so a rebuild can use them."""
     files = []
@@ -207,6 +248,8 @@ def publish(
     staging.mkdir()
     try:
         files = export_marts(Path(build_info["build_db"]), staging)
+        allowed = bool(build_info["dbt_vars"].get("release_calendar_dates", False))
+        check_calendar_dates(staging, files, allowed)
         content = content_sha256(files)
         files += copy_rules(build_info, staging)
         version = build_info["event_log_version"]
@@ -221,6 +264,7 @@ def publish(
             "logical_date": logical_date.isoformat(),
             "event_log_version": version,
             "quarantine_version": build_info.get("quarantine_version"),
+            "intake_version": build_info.get("intake_version"),
             "code_version": code_version(),
             "content_sha256": content,
             "registry_sha256": build_info["registry_sha256"],

@@ -76,6 +76,7 @@ def render_report(marts_db: Path, manifest: dict, out_path: Path) -> Path:
             _scatter_section(data),
             _kpi_section(data, params),
             _therapist_section(data, params),
+            _intake_section(data),
             _quality_section(data, manifest),
             _methods_section(params),
         ]
@@ -106,6 +107,7 @@ class ReportData:
     episodes: list[dict]
     quality: list[dict]
     therapists: list[dict]
+    intake: list[dict]
 
 
 def _load(db: Path) -> ReportData:
@@ -175,6 +177,9 @@ def _load(db: Path) -> ReportData:
                 "any_value(site_between_therapist_r) AS between_r, "
                 "any_value(site_within_therapist_r) AS within_r, sum(n_clients) AS n_clients "
                 "FROM marts.mart_alliance_outcome_therapist GROUP BY site_id ORDER BY site_id",
+            ),
+            intake=rows(
+                "mart_site_intake", "SELECT * FROM marts.mart_site_intake ORDER BY site_id"
             ),
         )
     finally:
@@ -756,6 +761,52 @@ def _therapist_section(data: ReportData, params: dict) -> str:
         "<th>between-therapist r</th><th>within-therapist r</th></tr></thead>"
         f"<tbody>{body}</tbody></table></section>"
     )
+
+
+_INTAKE_COLUMNS = (
+    ("files_delivered", "files"),
+    ("files_ingested", "ingested"),
+    ("files_rejected", "rejected"),
+    ("rows_in", "rows"),
+    ("administrations_offered", "offered"),
+    ("administrations_accepted", "accepted"),
+    ("administrations_quarantined", "quarantined"),
+    ("administrations_not_administered", "not administered"),
+    ("events_recorded", "recorded"),
+    ("events_amended", "amended"),
+    ("events_retracted", "retracted"),
+    ("events_withdrawn", "withdrawals"),
+)
+
+
+def _intake_section(data: ReportData) -> str:
+    if not data.intake:
+        return ""
+    threshold = int(data.intake[0].get("small_cell_threshold") or 11)
+    head = "".join(f"<th>{_e(label)}</th>" for _, label in _INTAKE_COLUMNS)
+    body = "".join(
+        f'<tr><th scope="row">{_e(i["site_id"])}</th>'
+        + "".join(
+            _cell(i, i.get(c), _num(i.get(c), 0), threshold, (c,)) for c, _ in _INTAKE_COLUMNS
+        )
+        + f"<td>{_e(_night(i.get('first_logical_date')))}</td>"
+        + f"<td>{_e(_night(i.get('last_logical_date')))}</td></tr>"
+        for i in data.intake
+    )
+    return (
+        '<section id="intake"><h2>Deliveries per site</h2>'
+        "<p>From mart_site_intake: files each site delivered (each counted once, by content), "
+        "the rows and administrations of its exports (offered = accepted + quarantined + not "
+        "administered) and the events they produced. Withdrawals count clients: from 1 to "
+        f"{threshold - 1} they are suppressed (shown as &lt;{threshold}). First and last are "
+        "delivery nights, not dates of anyone's session.</p>"
+        f"<table><thead><tr><th>site</th>{head}<th>first</th><th>last</th></tr></thead>"
+        f"<tbody>{body}</tbody></table></section>"
+    )
+
+
+def _night(value: Any) -> str:
+    return "n/a" if value is None else str(value)[:10]
 
 
 def _quality_section(data: ReportData, manifest: dict) -> str:

@@ -31,3 +31,25 @@
     {%- endif -%}
     {{- rule -}}
 {%- endmacro %}
+
+{#-
+    A score by the registry's scoring vocabulary, from the aggregates of one form or subscale
+    whose blanks are within the missing-item limit (the caller checks the limit):
+      n_items        items of the form / subscale
+      answered_mean  mean of the answered (keyed) items
+      n_filled       items with a value after the missing-item method filled blanks
+      filled_sum     sum of those values
+    'mean': multiplier x sum / items with a value. 'sum' over a form without gaps (complete or
+    filled): the sum, rounded to the response grid's decimals. 'sum' with blanks under
+    'prorate_mean': answered mean x items. Anything else: null.
+-#}
+{% macro registry_score(scoring, multiplier, method, decimals, n_items, answered_mean, n_filled, filled_sum) -%}
+    case
+        when ({{ scoring }}) = 'mean' and ({{ n_filled }}) > 0
+            then ({{ multiplier }}) * ({{ filled_sum }}) / ({{ n_filled }})
+        when ({{ scoring }}) = 'sum' and ({{ n_filled }}) = ({{ n_items }})
+            then round({{ filled_sum }}, {{ decimals }})
+        when ({{ scoring }}) = 'sum' and ({{ method }}) = 'prorate_mean'
+            then ({{ answered_mean }}) * ({{ n_items }})
+    end
+{%- endmacro %}

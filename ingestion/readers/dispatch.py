@@ -1,4 +1,9 @@
-"""Pick the reader for a site's `format`; every reader yields the same canonical frame."""
+"""Pick the reader for a site's `format`; every reader yields the same canonical frame.
+
+REDCap reads a path (its data dictionary sits next to it); every other format, SPSS .sav
+included, is read from the file's bytes through `zip_archive.read_bytes`, the same entry a
+zip member takes.
+"""
 
 from __future__ import annotations
 

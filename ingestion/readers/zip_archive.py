@@ -6,6 +6,9 @@ the line inside the export it holds. So that row numbers stay unambiguous, a zip
 exactly one member matching `zip.member_glob`; other members (a README, a codebook) are ignored
 but still count toward the limits.
 
+A zip of SPSS .sav files (`zip.format: spss_sav`, member_glob defaulting to `*.sav`) is read
+from the member's bytes in memory like every other format.
+
 Refused whole, with category `archive`: not a zip; more than `max_members` members; a member
 path that is absolute, has a drive letter or a `..` part, or is a symlink; encrypted members;
 declared or actual uncompressed size above `max_total_bytes` (the actual size is measured while
@@ -144,11 +147,14 @@ def read_bytes(
     from ingestion.readers.long_csv import read_long_csv
     from ingestion.readers.qualtrics_csv import read_qualtrics_csv
     from ingestion.readers.redcap_status import read_redcap
+    from ingestion.readers.spss_sav import read_spss_sav
 
     if fmt == "qualtrics_csv":
         return read_qualtrics_csv(raw, site, registry)
     if fmt == "long_csv":
         return read_long_csv(raw, site, registry)
+    if fmt == "spss_sav":
+        return read_spss_sav(raw, site, registry)
     # The REDCap reader reads a path: a private temp folder and a fixed name, never the
     # member's own name, so nothing lands outside it.
     with tempfile.TemporaryDirectory(prefix="bordin-zip-") as folder:

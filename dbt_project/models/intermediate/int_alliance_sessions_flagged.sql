@@ -6,6 +6,9 @@
 -- for the lenient (k1) and strict (k2) k. A series shorter than var rupture_min_sessions is not
 -- evaluated (null); one without variation has no rupture. A rupture at the client's last scored
 -- session cannot show a repair: repaired is null there.
+-- The drop from the previous session is snapped to the registry's response grid (item_decimals)
+-- before it meets concern_drop_from_previous: on a one-decimal VAS, 32.8 - 31.8 is
+-- 0.9999999999999964 in binary floating point, and a drop of exactly 1 point must flag.
 {%- set k1 = var('rupture_k_lenient') %}
 {%- set k2 = var('rupture_k_strict') %}
 {%- set window = var('rupture_repair_window') %}
@@ -28,7 +31,8 @@ with scored as (
         r.total_min,
         r.total_max,
         r.concern_below,
-        r.concern_drop_from_previous
+        r.concern_drop_from_previous,
+        r.item_decimals
     from {{ ref('int_administrations_scored') }} as a
     inner join {{ ref('stg_registry__instruments') }} as r on a.instrument = r.instrument
     where a.construct = 'alliance'
@@ -105,7 +109,11 @@ select
         when r.concern_below is null and r.concern_drop_from_previous is null then null
         when r.concern_below is null and r.previous_total is null then null
         else coalesce(r.total < r.concern_below, false)
-            or coalesce(r.previous_total - r.total >= r.concern_drop_from_previous, false)
+            or coalesce(
+                {{ snap_to_grid('r.previous_total - r.total', 'r.item_decimals') }}
+                    >= r.concern_drop_from_previous,
+                false
+            )
     end as alliance_concern,
     r.n_scored,
     r.client_mean,

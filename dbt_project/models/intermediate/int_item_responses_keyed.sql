@@ -1,5 +1,7 @@
 -- One row per item of each current administration, reverse-keyed by the registry:
--- keyed = item_min + item_max - raw for reversed items.
+-- keyed = item_min + item_max - raw for reversed items (WAI-S 8 - x, HAq-II 7 - x, CORE-10 and
+-- OQ-45.2 4 - x), rounded to the response grid's decimals so that a reversed decimal (VAS) value
+-- stays on the grid instead of picking up binary noise.
 with exploded as (
     select
         event_id,
@@ -15,7 +17,7 @@ select
     e.item_number,
     e.raw_value,
     case
-        when i.is_reversed then r.item_min + r.item_max - e.raw_value
+        when i.is_reversed then round(r.item_min + r.item_max - e.raw_value, r.item_decimals)
         else e.raw_value
     end as keyed_value,
     i.subscale

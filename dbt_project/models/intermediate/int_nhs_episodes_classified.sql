@@ -9,6 +9,8 @@
 --     (so a mixed course, one better and one worse, is neither);
 --   recovery (only for those at caseness at start): below caseness on both at the end;
 --   reliable recovery: recovery and reliable improvement.
+-- Improvements are snapped to each measure's response grid (registry item_decimals;
+-- macros/grid.sql) before they meet a threshold, so a change of exactly the threshold counts.
 with scores as (
     select
         o.site_id,
@@ -18,7 +20,8 @@ with scores as (
         o.total,
         o.at_caseness,
         r.direction,
-        r.reliable_change
+        r.reliable_change,
+        r.item_decimals
     from {{ ref('int_outcome_sessions_classified') }} as o
     inner join {{ ref('stg_registry__instruments') }} as r on o.instrument = r.instrument
     where o.nhs_tt_role is not null and o.total is not null
@@ -33,10 +36,12 @@ paired as (
         d.at_caseness as dep_caseness,
         {{ improvement_sign('d.direction') }} as dep_sign,
         d.reliable_change as dep_threshold,
+        d.item_decimals as dep_decimals,
         a.total as anx_total,
         a.at_caseness as anx_caseness,
         {{ improvement_sign('a.direction') }} as anx_sign,
-        a.reliable_change as anx_threshold
+        a.reliable_change as anx_threshold,
+        a.item_decimals as anx_decimals
     from scores as d
     inner join scores as a
         on d.site_id = a.site_id
@@ -55,12 +60,14 @@ ends as (
             as caseness_start,
         arg_max(dep_caseness, session_number) as dep_caseness_end,
         arg_max(anx_caseness, session_number) as anx_caseness_end,
-        any_value(dep_sign)
-            * (arg_min(dep_total, session_number) - arg_max(dep_total, session_number))
-            as dep_improvement,
-        any_value(anx_sign)
-            * (arg_min(anx_total, session_number) - arg_max(anx_total, session_number))
-            as anx_improvement,
+        {{ snap_to_grid(
+            'any_value(dep_sign) * (arg_min(dep_total, session_number)'
+            ~ ' - arg_max(dep_total, session_number))',
+            'any_value(dep_decimals)') }} as dep_improvement,
+        {{ snap_to_grid(
+            'any_value(anx_sign) * (arg_min(anx_total, session_number)'
+            ~ ' - arg_max(anx_total, session_number))',
+            'any_value(anx_decimals)') }} as anx_improvement,
         any_value(dep_threshold) as dep_threshold,
         any_value(anx_threshold) as anx_threshold
     from paired

@@ -10,6 +10,9 @@
 --     dysfunctional; improved / deteriorated = reliable change without that crossing;
 --     unchanged otherwise;
 --   * caseness at the first and the last scored session, and counts of sudden gains / losses.
+-- The change is snapped to the registry's response grid (item_decimals; macros/grid.sql) before
+-- it meets the reliable-change threshold: ORS 3.2 -> 8.2 is 4.999999999999999 in binary
+-- floating point and must count as the reliable change of 5 it is.
 {%- set crit = var('jt_rci_critical') %}
 with scored as (
     select site_id, client_pid, instrument, session_number, total, at_caseness
@@ -39,7 +42,9 @@ signed as (
         case when e.n_scored_sessions >= 2 then e.last_score end as final_score,
         case when e.n_scored_sessions >= 2 then e.last_caseness end as caseness_end,
         case when e.n_scored_sessions >= 2
-            then {{ improvement_sign('r.direction') }} * (e.baseline_score - e.last_score)
+            then {{ snap_to_grid(
+                improvement_sign('r.direction') ~ ' * (e.baseline_score - e.last_score)',
+                'r.item_decimals') }}
         end as change,
         r.reliable_change,
         r.jt_reliability,

@@ -9,6 +9,9 @@
 -- A loss mirrors all three. Improvement is signed by the registry's direction. One row per
 -- interval that could be tested (at least 2 scores on each side); kind is 'gain', 'loss' or
 -- null (neither), so a client with no testable interval is told apart from one without gains.
+-- The improvement and the relative cutoff are snapped to the registry's response grid
+-- (item_decimals; macros/grid.sql) before criteria 1 and 2 compare them: ORS 15.4 -> 20.4 is
+-- 4.999999999999998 in binary floating point and must meet a cutoff of 5.
 {%- set abs_cutoff = var('sudden_gain_abs_cutoff') %}
 {%- set t_crit = var('sudden_gain_t_crit') %}
 with scores as (
@@ -61,8 +64,12 @@ windows as (
 tested as (
     select
         w.*,
-        {{ improvement_sign('r.direction') }} * (w.pregain_score - w.postgain_score)
-            as improvement,
+        {{ snap_to_grid(
+            improvement_sign('r.direction') ~ ' * (w.pregain_score - w.postgain_score)',
+            'r.item_decimals') }} as improvement,
+        {{ snap_to_grid(
+            var('sudden_gain_rel_cutoff') ~ ' * w.pregain_score', 'r.item_decimals') }}
+            as rel_cutoff,
         {{ improvement_sign('r.direction') }} * (w.mean_pre - w.mean_post) as mean_improvement,
         sqrt(
             ((w.n_pre - 1) * w.var_pre + (w.n_post - 1) * w.var_post) / (w.n_pre + w.n_post - 2)
@@ -83,11 +90,11 @@ classified as (
         *,
         case
             when improvement >= abs_cutoff
-                and improvement >= {{ var('sudden_gain_rel_cutoff') }} * pregain_score
+                and improvement >= rel_cutoff
                 and mean_improvement > t_crit * pooled_sd
                 then 'gain'
             when -improvement >= abs_cutoff
-                and -improvement >= {{ var('sudden_gain_rel_cutoff') }} * pregain_score
+                and -improvement >= rel_cutoff
                 and -mean_improvement > t_crit * pooled_sd
                 then 'loss'
         end as kind

@@ -1,8 +1,15 @@
 -- One row per outcome administration with the registry's severity band, caseness and
 -- direction: the classification every outcome rule downstream (episodes, NHS Talking
--- Therapies, sudden gains) reads, so each rule is written once.
+-- Therapies, sudden gains) reads, so each rule is written once. The total is snapped to the
+-- registry's response grid (item_decimals; macros/grid.sql) before it meets a cutoff or a band
+-- edge, so floating-point error in a sum cannot move a score across one; every rule
+-- downstream reads this snapped total.
 with scored as (
-    select * from {{ ref('int_administrations_scored') }} where construct = 'outcome'
+    select
+        a.* replace ({{ snap_to_grid('a.total', 'r.item_decimals') }} as total)
+    from {{ ref('int_administrations_scored') }} as a
+    inner join {{ ref('stg_registry__instruments') }} as r on a.instrument = r.instrument
+    where a.construct = 'outcome'
 )
 
 select

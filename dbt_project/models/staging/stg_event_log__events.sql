@@ -1,4 +1,6 @@
 -- The event log as delivered: one row per event of any type, envelope columns kept.
+-- item_missing (why items are missing: a site's missing code reason per item, or null) is
+-- null for logs written before it existed: the source plugin reads those as null.
 select
     event_id,
     event_type,
@@ -11,6 +13,7 @@ select
     instrument,
     rater_role,
     items,
+    item_missing,
     ending_type,
     supersedes_event_id,
     reason,

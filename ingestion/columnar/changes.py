@@ -1,0 +1,400 @@
+"""Pseudonyms, the site's current state, change data capture and event rows, all in SQL.
+
+The same decisions as the row engine's `_diff` and `_Emitter`: an accepted administration is
+recorded (key not current), amended (content differs) or unchanged; a snapshot retracts the
+current keys it no longer holds (never a held or closed one) unless that is more than the site's
+limit; event ids are the same content hashes chained on the previous event of the key, and site
+order continues from the state's last `site_seq`, in line order. Only the distinct codes cross
+into Python (to be keyed with the secret); no per-row work does.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import duckdb
+import pyarrow as pa
+
+from ingestion.columnar.classify import ACCEPTED, CONFLICTED, QUARANTINED
+from ingestion.columnar.load import line_of
+from ingestion.events import (
+    EVENT_SCHEMA,
+    RESPONSE_AMENDED,
+    RESPONSE_RECORDED,
+    RESPONSE_RETRACTED,
+    RESPONSE_TYPES,
+    SCHEMA_VERSION,
+)
+from ingestion.pseudonyms import PseudonymKey
+from ingestion.quarantine import QUARANTINE_SCHEMA
+
+CLOSED = 5  # admins.status of an accepted line whose client withdrew or was erased
+KEY = "client_pid, session_number, instrument, rater_role"
+
+# site_state.content_of as SQL: the canonical text of an administration's values. Lists cast
+# to text as '[4.0, NULL]'; Python's json writes '[4.0,null]' (same shortest float digits).
+CONTENT_MACRO = """
+CREATE OR REPLACE MACRO content_json(items, day, therapist, ending, missing) AS
+    '{' || CASE WHEN ending IS NOT NULL THEN '"ending_type":"' || ending || '",' ELSE '' END
+    || CASE WHEN missing IS NOT NULL AND len(list_filter(missing, m -> m IS NOT NULL)) > 0
+            THEN '"item_missing":[' || array_to_string(list_transform(missing,
+                 m -> CASE WHEN m IS NULL THEN 'null' ELSE '"' || m || '"' END), ',') || '],'
+            ELSE '' END
+    || '"items":' || replace(replace(CAST(items AS VARCHAR), ', ', ','), 'NULL', 'null')
+    || ',"session_date":' || CASE WHEN day IS NULL THEN 'null'
+                                  ELSE '"' || CAST(day AS VARCHAR) || '"' END
+    || ',"therapist_pid":' || CASE WHEN therapist IS NULL THEN 'null'
+                                   ELSE '"' || therapist || '"' END
+    || '}'
+"""
+
+# events.event_id as SQL: sha256 of the JSON [type, [site, key...], content, previous].
+EVENT_ID_MACRO = """
+CREATE OR REPLACE MACRO event_id(etype, site, pid, session, instrument, role, content, prev) AS
+    sha256('["' || etype || '",["' || site || '","' || pid || '",' || CAST(session AS VARCHAR)
+           || ',"' || instrument || '","' || role || '"],'
+           || CASE WHEN content IS NULL THEN 'null'
+                   ELSE '"' || replace(content, '"', '\\"') || '"' END
+           || ',' || CASE WHEN prev IS NULL THEN 'null' ELSE '"' || prev || '"' END || ']')
+"""
+
+
+@dataclass
+class Plan:
+    recorded: int = 0
+    amended: int = 0
+    retracted: int = 0
+    unchanged: int = 0
+    closed: int = 0
+    rejected_message: str | None = None
+
+
+def pseudonymize(con: duckdb.DuckDBPyConnection, site_id: str, key: PseudonymKey) -> None:
+    """Tables `client_map` and `therapist_map`: each distinct code once through the HMAC."""
+    clients = [
+        r[0]
+        for r in con.execute(
+            "SELECT DISTINCT client FROM admins "
+            "WHERE instrument IS NOT NULL AND NOT ragged AND client <> ''"
+        ).fetchall()
+    ]
+    therapists = [
+        r[0]
+        for r in con.execute(
+            f"SELECT DISTINCT therapist FROM admins WHERE status = {ACCEPTED} "
+            "AND therapist IS NOT NULL"
+        ).fetchall()
+    ]
+    _table(
+        con, "client_map", "client", clients, [key.pseudonym(site_id, "client", c) for c in clients]
+    )
+    _table(
+        con,
+        "therapist_map",
+        "therapist",
+        therapists,
+        [key.pseudonym(site_id, "therapist", t) for t in therapists],
+    )
+
+
+def load_state(con: duckdb.DuckDBPyConnection, files: list[str], site_id: str) -> int:
+    """Table `state`: the latest response event per natural key (retracted ones included, as
+    the previous event a new one chains on), with the content text of current ones."""
+    con.execute(CONTENT_MACRO)
+    con.execute(EVENT_ID_MACRO)
+    con.execute(
+        "CREATE OR REPLACE TABLE state (client_pid VARCHAR, session_number INTEGER, "
+        "instrument VARCHAR, rater_role VARCHAR, event_id VARCHAR, event_type VARCHAR, "
+        "content VARCHAR)"
+    )
+    if not files:
+        return 0
+    source = "read_parquet($files, union_by_name = true)"
+    names = {
+        d[0] for d in con.execute(f"SELECT * FROM {source} LIMIT 0", {"files": files}).description
+    }
+    ending = "ending_type" if "ending_type" in names else "CAST(NULL AS VARCHAR)"
+    missing = "item_missing" if "item_missing" in names else "CAST(NULL AS VARCHAR[])"
+    types = ", ".join(f"'{t}'" for t in RESPONSE_TYPES)
+    con.execute(
+        f"""
+        INSERT INTO state
+        SELECT {KEY}, event_id, event_type,
+               CASE WHEN event_type <> '{RESPONSE_RETRACTED}' THEN
+                   content_json(items, session_date, therapist_pid, {ending}, {missing}) END
+        FROM {source}
+        WHERE site_id = $site AND event_type IN ({types})
+        QUALIFY row_number() OVER (PARTITION BY {KEY} ORDER BY site_seq DESC) = 1
+        """,
+        {"files": files, "site": site_id},
+    )
+    return _count(con, "SELECT count(*) FROM state")
+
+
+ACCEPTED_VIEW = f"""
+CREATE OR REPLACE VIEW acc AS
+SELECT a.rowid AS id, cm.pid AS client_pid, tm.pid AS therapist_pid, a.session_number,
+       a.instrument, a.rater_role, a.parsed_date AS session_date, a.items, a.form_order
+FROM admins a
+JOIN client_map cm ON a.client = cm.client
+LEFT JOIN therapist_map tm ON a.therapist = tm.therapist
+WHERE a.status = {ACCEPTED}
+"""
+
+
+def plan_changes(
+    con: duckdb.DuckDBPyConnection,
+    closed_clients: dict[str, str],
+    state_size: int,
+    snapshot: bool,
+    max_retraction_fraction: float,
+) -> Plan:
+    """Close withdrawn clients' lines, then tables `changes` (id, event type, previous event)
+    and `retractions` (state keys the snapshot no longer holds)."""
+    plan = Plan()
+    _table(con, "closed", "pid", list(closed_clients), list(closed_clients.values()), "etype")
+    if closed_clients:
+        con.execute(
+            f"""
+            CREATE OR REPLACE TABLE closed_lines AS
+            SELECT a.rowid AS id, c.etype FROM admins a
+            JOIN client_map cm ON a.client = cm.client JOIN closed c ON c.pid = cm.pid
+            WHERE a.status = {ACCEPTED}
+            """
+        )
+        con.execute(
+            f"UPDATE admins SET status = {CLOSED} FROM closed_lines c WHERE admins.rowid = c.id"
+        )
+        plan.closed = _count(con, "SELECT count(*) FROM closed_lines")
+    con.execute(ACCEPTED_VIEW)
+    if state_size == 0:
+        # Nothing stored yet: every accepted line is a first recording (no table needed).
+        con.execute(
+            f"CREATE OR REPLACE VIEW changes AS SELECT id, '{RESPONSE_RECORDED}' AS event_type, "
+            "CAST(NULL AS VARCHAR) AS previous FROM acc"
+        )
+        plan.recorded = _count(con, f"SELECT count(*) FROM admins WHERE status = {ACCEPTED}")
+    else:
+        con.execute(
+            f"""
+            CREATE OR REPLACE TABLE changes AS
+            SELECT id, CASE WHEN s.content IS NULL THEN '{RESPONSE_RECORDED}'
+                            ELSE '{RESPONSE_AMENDED}' END AS event_type, s.event_id AS previous
+            FROM acc a LEFT JOIN state s USING ({KEY})
+            WHERE s.content IS NULL
+               OR s.content <> content_json(a.items, a.session_date, a.therapist_pid, NULL, NULL)
+            """
+        )
+        counts = dict(
+            con.execute("SELECT event_type, count(*) FROM changes GROUP BY ALL").fetchall()
+        )
+        plan.recorded = counts.get(RESPONSE_RECORDED, 0)
+        plan.amended = counts.get(RESPONSE_AMENDED, 0)
+        plan.unchanged = _count(con, "SELECT count(*) FROM acc") - plan.recorded - plan.amended
+    con.execute(
+        "CREATE OR REPLACE TABLE retractions (client_pid VARCHAR, session_number INTEGER, "
+        "instrument VARCHAR, rater_role VARCHAR, previous VARCHAR)"
+    )
+    if not snapshot or state_size == 0:
+        return plan
+    live = "s.content IS NOT NULL AND s.client_pid NOT IN (SELECT pid FROM closed)"
+    con.execute(
+        f"""
+        INSERT INTO retractions
+        SELECT s.client_pid, s.session_number, s.instrument, s.rater_role, s.event_id
+        FROM state s
+        WHERE {live} AND NOT EXISTS (
+            SELECT 1 FROM (
+                SELECT {KEY} FROM acc
+                UNION ALL
+                SELECT cm.pid, a.session_number, a.instrument, a.rater_role
+                FROM admins a JOIN client_map cm ON a.client = cm.client
+                WHERE a.instrument IS NOT NULL AND NOT a.ragged
+                  AND a.session_number IS NOT NULL
+                  AND a.status IN ({QUARANTINED}, {CONFLICTED})
+            ) p
+            WHERE p.client_pid = s.client_pid AND p.session_number = s.session_number
+              AND p.instrument = s.instrument AND p.rater_role = s.rater_role)
+        """
+    )
+    plan.retracted = _count(con, "SELECT count(*) FROM retractions")
+    n_live = _count(con, f"SELECT count(*) FROM state s WHERE {live}")
+    if n_live and plan.retracted > max_retraction_fraction * n_live:
+        plan.rejected_message = (
+            f"this full export would retract {plan.retracted} of the site's {n_live} "
+            f"current administrations (limit {max_retraction_fraction:.0%}); it is "
+            "treated as a broken export and nothing from it is applied. Re-export, or "
+            "raise max_retraction_fraction for this site if the deletions are real."
+        )
+    return plan
+
+
+def write_events(
+    con: duckdb.DuckDBPyConnection,
+    target: str,
+    *,
+    site_id: str,
+    first_seq: int,
+    source_file: str,
+    sha256: str,
+    batch_id: str,
+    actor: str,
+    logical: str,
+    ingested_at: str,
+) -> int:
+    """COPY the file's events, in site order, to one Parquet file; returns the row count."""
+    all_new = _count(con, "SELECT count(*) FROM state") == 0
+    n_changed = _count(con, "SELECT count(*) FROM changes")
+    n_total = n_changed + _count(con, "SELECT count(*) FROM retractions")
+    if not n_total:
+        return 0
+    fixed = {
+        "schema_version": f"{SCHEMA_VERSION}",
+        "site_id": _q(site_id),
+        "source_file": _q(source_file),
+        "source_sha256": _q(sha256),
+        "batch_id": _q(batch_id),
+        "actor": _q(actor),
+        "logical_date": f"DATE '{logical}'",
+        "ingested_at": f"TIMESTAMPTZ '{ingested_at}'",
+        "event_id": (
+            f"event_id(event_type, {_q(site_id)}, client_pid, session_number, instrument, "
+            "rater_role, content, supersedes_event_id)"
+        ),
+        "site_seq": f"{first_seq - 1} + n",
+    }
+    # Site order = line order. Numbering the narrow list of changed lines (a plain ordered scan
+    # when all are new) keeps the wide rows out of any sort; the file need not be in order.
+    if all_new:
+        con.execute(
+            "CREATE OR REPLACE TABLE seq AS SELECT rowid AS id, row_number() OVER () AS n, "
+            f"'{RESPONSE_RECORDED}' AS event_type, CAST(NULL AS VARCHAR) AS previous "
+            f"FROM admins WHERE status = {ACCEPTED}"
+        )
+    else:
+        con.execute(
+            "CREATE OR REPLACE TABLE seq AS SELECT id, row_number() OVER (ORDER BY id) AS n, "
+            "event_type, previous FROM changes"
+        )
+    changed = f"""
+        SELECT c.event_type, a.client_pid, a.therapist_pid, a.session_number, a.session_date,
+               a.instrument, a.rater_role, a.items, c.previous AS supersedes_event_id,
+               CASE WHEN c.event_type = '{RESPONSE_AMENDED}' THEN 'changed in the site''s export'
+               END AS reason, {line_of(con, "a.id")} AS source_row,
+               content_json(a.items, a.session_date, a.therapist_pid, NULL, NULL) AS content, c.n
+        FROM seq c JOIN acc a USING (id)
+    """
+    retracted = f"""
+        SELECT '{RESPONSE_RETRACTED}', client_pid, NULL, session_number, NULL, instrument,
+               rater_role, NULL, previous, 'absent from the site''s full export', NULL, NULL,
+               {n_changed} + row_number() OVER (ORDER BY {KEY})
+        FROM retractions
+    """
+    columns = [
+        f"CAST({fixed.get(f.name, f.name if f.name in _CARRIED else 'NULL')} "
+        f"AS {_duck_type(f.type)}) AS {f.name}"
+        for f in EVENT_SCHEMA
+    ]
+    con.execute(
+        f"""
+        COPY (SELECT {", ".join(columns)} FROM ({changed} UNION ALL {retracted}))
+        TO {_q(target)} (FORMAT parquet, COMPRESSION snappy)
+        """
+    )
+    return n_total
+
+
+_CARRIED = {
+    "event_type",
+    "client_pid",
+    "therapist_pid",
+    "session_number",
+    "session_date",
+    "instrument",
+    "rater_role",
+    "items",
+    "supersedes_event_id",
+    "reason",
+    "source_row",
+}
+
+
+def quarantine_rows(
+    con: duckdb.DuckDBPyConnection,
+    *,
+    site_id: str,
+    source_file: str,
+    sha256: str,
+    batch_id: str,
+    logical: str,
+) -> pa.Table:
+    """The file's quarantine records (plus closed clients' values), as the row engine stores
+    them; `client_pid` where the line names a client, so erasure can find them."""
+    if _count(con, "SELECT count(*) FROM information_schema.tables WHERE table_name = "
+              "'closed_lines'"):  # fmt: skip
+        con.execute(
+            f"""
+            INSERT INTO issues
+            SELECT {line_of(con, "a.rowid")}, NULL, a.instrument, 'client.' || c.etype,
+                   'identity', 'this client withdrew consent or was erased; the delivered '
+                   || 'values are not stored', NULL, 200, a.client
+            FROM admins a JOIN closed_lines c ON c.id = a.rowid
+            """
+        )
+    table = con.execute(
+        f"""
+        SELECT {_q(site_id)} AS site_id, {_q(source_file)} AS source_file,
+               {_q(sha256)} AS source_sha256, i.source_row, cm.pid AS client_pid,
+               i.column_name, i.instrument, i.rule_id, i.category, i.message, i.raw_value,
+               {_q(batch_id)} AS batch_id, DATE '{logical}' AS logical_date
+        FROM issues i LEFT JOIN client_map cm ON cm.client = i.client
+        ORDER BY i.source_row, i.rank
+        """
+    ).fetch_arrow_table()
+    return table.cast(QUARANTINE_SCHEMA)
+
+
+def _table(
+    con: duckdb.DuckDBPyConnection,
+    name: str,
+    key_column: str,
+    keys: list[str],
+    values: list[str],
+    value_column: str = "pid",
+) -> None:
+    """A small string-to-string table from Python lists."""
+    data = pa.table(
+        {key_column: keys, value_column: values},
+        schema=pa.schema([(key_column, pa.string()), (value_column, pa.string())]),
+    )
+    con.register(f"{name}_arrow", data)
+    con.execute(f"CREATE OR REPLACE TABLE {name} AS SELECT * FROM {name}_arrow")
+    con.unregister(f"{name}_arrow")
+
+
+def _duck_type(arrow_type: pa.DataType) -> str:
+    if pa.types.is_string(arrow_type):
+        return "VARCHAR"
+    if pa.types.is_int16(arrow_type):
+        return "SMALLINT"
+    if pa.types.is_int32(arrow_type):
+        return "INTEGER"
+    if pa.types.is_int64(arrow_type):
+        return "BIGINT"
+    if pa.types.is_date32(arrow_type):
+        return "DATE"
+    if pa.types.is_timestamp(arrow_type):
+        return "TIMESTAMPTZ"
+    if pa.types.is_list(arrow_type):
+        return _duck_type(arrow_type.value_type) + "[]"
+    if pa.types.is_float64(arrow_type):
+        return "DOUBLE"
+    raise TypeError(f"no DuckDB type for {arrow_type}")
+
+
+def _count(con: duckdb.DuckDBPyConnection, sql: str) -> int:
+    return int(con.execute(sql).fetchone()[0])
+
+
+def _q(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
