@@ -300,11 +300,17 @@ def _ingest_locked(
         intake_rows.append(_intake_row(outcome, site.site_id, batch_id, logical))
 
     metadata = {"bordin.batch_id": batch_id, "bordin.site_id": site.site_id}
-    if not all(delta_store.is_committed(where.quarantine, s) for s in shas):
-        delta_store.append(where.quarantine, pa.concat_tables(quarantine_parts), shas, metadata)
-    if not all(delta_store.is_committed(where.intake, s) for s in shas):
-        intake = pa.Table.from_pylist(intake_rows, schema=INTAKE_SCHEMA)
-        delta_store.append(where.intake, intake, shas, metadata)
+    # Only files not yet in each table: a run that crashed between these commits and the
+    # events commit, rerun with more files delivered since, must not record the first ones twice.
+    quarantine_new = [s for s in shas if not delta_store.is_committed(where.quarantine, s)]
+    if quarantine_new:
+        parts = [t for s, t in zip(shas, quarantine_parts, strict=True) if s in quarantine_new]
+        delta_store.append(where.quarantine, pa.concat_tables(parts), quarantine_new, metadata)
+    intake_new = [s for s in shas if not delta_store.is_committed(where.intake, s)]
+    if intake_new:
+        rows = [r for s, r in zip(shas, intake_rows, strict=True) if s in intake_new]
+        intake = pa.Table.from_pylist(rows, schema=INTAKE_SCHEMA)
+        delta_store.append(where.intake, intake, intake_new, metadata)
     events = pa.Table.from_pylist(emitter.rows, schema=EVENT_SCHEMA)
     written = columnar.pending if columnar is not None else []
     version = delta_store.append(where.event_log, events, shas, metadata, written)

@@ -11,6 +11,7 @@ answer would still fail.
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -215,3 +216,30 @@ def test_blank_lines_found_across_block_boundaries(tmp_path: Path) -> None:
             assert _blank_lines(path) == expected, size
     finally:
         load.BLOCK = original
+
+
+def test_engine_choice(tmp_path: Path, monkeypatch, key_env) -> None:
+    from ingestion.columnar.engine import use_columnar
+    from ingestion.consortium import load_consortium
+
+    home = tmp_path / "choice"
+    deliver_all(home, 1)
+    site = load_consortium(home / "consortium.yml").site(SITE)
+    export = home / "inbox" / SITE / "export_1.csv"
+    size = export.stat().st_size
+    log = Paths(home).event_log
+    monkeypatch.setenv(MIN_EVENTS_ENV, "1")
+    monkeypatch.setenv(MIN_BYTES_ENV, str(size + 1))
+    assert not use_columnar(site, [export], log)  # small file, nothing stored yet
+    monkeypatch.setenv(MIN_BYTES_ENV, str(size))
+    assert use_columnar(site, [export], log)  # file at the size threshold
+    cp1252 = dataclasses.replace(
+        site, long_csv=dataclasses.replace(site.long_csv, encoding="cp1252")
+    )
+    assert not use_columnar(cp1252, [export], log)  # DuckDB reads no cp1252 without extension
+    monkeypatch.setenv(MIN_BYTES_ENV, str(1 << 40))
+    night(home, "2026-11-18", False, monkeypatch)  # 6 events stored by the row engine
+    monkeypatch.setenv(MIN_EVENTS_ENV, "6")
+    assert use_columnar(site, [], log)  # a large stored history
+    monkeypatch.setenv(MIN_EVENTS_ENV, "7")
+    assert not use_columnar(site, [], log)

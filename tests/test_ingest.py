@@ -194,6 +194,38 @@ def test_intake_counts_recorded(site_home: Path) -> None:
     assert (row["rows_in"], row["administrations_accepted"], row["status"]) == (1, 2, "ingested")
 
 
+def test_rerun_after_a_crash_before_the_events_commit_records_each_file_once(
+    site_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Night 1 dies after quarantine and intake are committed, before the events commit; a new
+    # full export arrives before the rerun. The rerun must add intake and quarantine rows for
+    # the new file only (one row per file), and events for both.
+    night1 = [_row("C1", 1, [3] * 12, [1] * 9), _row("C2", 1, [3] * 11 + [9], [1] * 9)]
+    _deliver(site_home, "a.csv", night1)
+    real_append = delta_store.append
+
+    def crash_on_events(path, *args, **kwargs):
+        if path == Paths(site_home).event_log:
+            raise RuntimeError("killed before the events commit")
+        return real_append(path, *args, **kwargs)
+
+    monkeypatch.setattr(delta_store, "append", crash_on_events)
+    with pytest.raises(RuntimeError):
+        ingest_site("alpha", DATE)
+    monkeypatch.setattr(delta_store, "append", real_append)
+    _deliver(site_home, "b.csv", [*night1, _row("C3", 1, [3] * 12, [1] * 9)])
+    ingest_site("alpha", DATE)
+    intake = delta_store.read(Paths(site_home).intake, INTAKE_SCHEMA).to_pylist()
+    assert sorted(r["source_file"] for r in intake) == ["a.csv", "b.csv"]
+    # C2's WAI-SR item 12 = 9 is out of range (1-5): one record per file that holds it.
+    records = sorted(
+        (q["source_file"], q["source_row"], q["rule_id"]) for q in _quarantine(site_home)
+    )
+    assert records == [("a.csv", 3, "item.out_of_range"), ("b.csv", 3, "item.out_of_range")]
+    # a.csv: C1 x 2 + C2's PHQ-9; b.csv adds C3 x 2 (the rest unchanged).
+    assert len(_events(site_home)) == 5
+
+
 def test_readers_ignore_stray_parquet_files(site_home: Path) -> None:
     _deliver(site_home, "s.csv", [_row("C1", 1, [3] * 12, [1] * 9)])
     ingest_site("alpha", DATE)
