@@ -243,3 +243,33 @@ def test_engine_choice(tmp_path: Path, monkeypatch, key_env) -> None:
     assert use_columnar(site, [], log)  # a large stored history
     monkeypatch.setenv(MIN_EVENTS_ENV, "7")
     assert not use_columnar(site, [], log)
+
+
+BAD_FILES = {
+    "renamed_column": (HEADER.replace("Item3", "Itm3") + "\n" + NIGHT1[1] + "\n").encode(),
+    "repeated_column": (HEADER.replace("Item3", "Item2") + "\n" + NIGHT1[1] + "\n").encode(),
+    "empty": b"",
+    "header_only": (HEADER + "\n").encode(),
+    # A cp1252 byte in the third data line (header and first lines are valid UTF-8).
+    "not_utf8": (HEADER + "\n" + NIGHT1[1] + "\n").encode()
+    + NIGHT1[2].replace("T1", "T\xd6").encode("cp1252"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_FILES))
+def test_file_level_problems_agree(case: str, tmp_path: Path, monkeypatch, key_env) -> None:
+    results = {}
+    for engine in ("rows", "columnar"):
+        home = tmp_path / engine
+        deliver_all(home, 0)
+        target = home / "inbox" / SITE / "export.csv"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(BAD_FILES[case])
+        (outcome,) = night(home, "2026-11-18", engine == "columnar", monkeypatch).files
+        records = delta_store.read(Paths(home).quarantine, QUARANTINE_SCHEMA).to_pylist()
+        results[engine] = (vars(outcome), [(r["rule_id"], r["category"]) for r in records])
+        if case != "not_utf8":  # the row engine names the byte, the columnar one the line
+            results[engine] += ([r["message"] for r in records],)
+    assert results["columnar"] == results["rows"]
+    if case == "not_utf8":
+        assert results["rows"][1] == [("file.encoding", "encoding")]

@@ -23,9 +23,9 @@ import duckdb
 
 from ingestion.consortium import SiteConfig
 from ingestion.readers.base import SiteRead, file_issue
+from ingestion.readers.long_csv import ROLES, header_issue, long_required
 from ingestion.registry import Registry
 
-ROLES = ("client_code", "therapist_code", "session_date", "event")
 NULL_MARK = "\x01bordin-null\x01"
 OVERFLOW = "__overflow"
 DUCKDB_ENCODINGS = {"utf-8", "utf-8-sig"}
@@ -69,41 +69,25 @@ def open_source(
     if not text.strip() and _is_blank(path):
         return file_issue("file.empty", "parse", "the file is empty")
     header = [h.strip() for h in next(csv.reader(io.StringIO(text), delimiter=options.delimiter))]
-    longest = max(registry.get(i).items for i in set(options.measures.values()))
-    item_sources = [options.item_column_template.format(n=n) for n in range(1, longest + 1)]
-    required = [site.columns[r] for r in ROLES] + [options.measure_column, *item_sources]
+    item_sources, required = long_required(site, registry)
     sql = _read_csv(path, options.delimiter, len(header))
-    missing = [c for c in required if c not in header]
-    if missing:
-        return SiteRead(
-            None,
-            file_issue(
-                "file.missing_columns",
-                "schema",
-                f"required columns not in the header: {', '.join(missing)} (renamed in the "
-                f"export, wrong delimiter {options.delimiter!r}, or the column map is out of "
-                "date)",
-            ).issue,
-            _count_rows(con, sql),
-        )
-    if len(set(header)) != len(header):
-        dupes = sorted({h for h in header if header.count(h) > 1})
-        return file_issue(
-            "file.duplicate_columns", "schema", f"columns repeated: {dupes}", _count_rows(con, sql)
-        )
+    if any(c not in header for c in required) or len(set(header)) != len(header):
+        return header_issue(header, required, options.delimiter, _count_rows(con, sql))
     at = {name: f"c{header.index(name)}" for name in required}
     cells = {r: at[site.columns[r]] for r in ROLES}
     cells["measure"] = at[options.measure_column]
     cells |= {f"item{n}": at[s] for n, s in enumerate(item_sources, start=1)}
     ragged = f"(c{len(header) - 1} IS NULL OR {OVERFLOW} IS NOT NULL)"
-    return Source(sql, cells, ragged, longest)
+    return Source(sql, cells, ragged, len(item_sources))
 
 
 def finish_lines(con: duckdb.DuckDBPyConnection, path: Path, encoding: str) -> SiteRead | None:
     """After the scan: tables `rejected` and `gaps`; an undecodable file is a file issue."""
+    _ensure_rejects(con)
     con.execute("CREATE OR REPLACE TABLE rejected AS SELECT DISTINCT line FROM reject_errors")
     bad = con.execute(
-        "SELECT min(line) FROM reject_errors WHERE error_type = 'INVALID UNICODE'"
+        "SELECT min(line) FROM reject_errors "
+        "WHERE error_type IN ('INVALID UNICODE', 'INVALID ENCODING')"
     ).fetchone()[0]
     if bad is not None:
         return file_issue(
@@ -189,8 +173,18 @@ def _find_all(text: bytes, pattern: bytes) -> list[int]:
 def _count_rows(con: duckdb.DuckDBPyConnection, sql: str) -> int:
     """Data lines of a rejected file (its `rows_in`), as the row engine counts them."""
     kept = con.execute(f"SELECT count(*) FROM {sql}").fetchone()[0]
+    _ensure_rejects(con)
     rejected = con.execute("SELECT count(DISTINCT line) FROM reject_errors").fetchone()[0]
     return kept + rejected
+
+
+def _ensure_rejects(con: duckdb.DuckDBPyConnection) -> None:
+    """DuckDB creates its reject table only when a scan stores one; an empty stand-in else."""
+    exists = con.execute(
+        "SELECT count(*) FROM duckdb_tables() WHERE table_name = 'reject_errors'"
+    ).fetchone()[0]
+    if not exists:
+        con.execute("CREATE TEMP TABLE reject_errors (line BIGINT, error_type VARCHAR)")
 
 
 def _quote(text: str) -> str:

@@ -32,6 +32,37 @@ from ingestion.registry import Registry
 ROLES = ("client_code", "therapist_code", "session_date", "event")
 
 
+def long_required(site: SiteConfig, registry: Registry) -> tuple[list[str], list[str]]:
+    """(item columns of the long file, every column the site's map needs in the header)."""
+    options = site.long_csv
+    assert options is not None
+    longest = max(registry.get(i).items for i in set(options.measures.values()))
+    item_sources = [options.item_column_template.format(n=n) for n in range(1, longest + 1)]
+    return item_sources, [site.columns[r] for r in ROLES] + [options.measure_column, *item_sources]
+
+
+def header_issue(
+    header: list[str], required: list[str], delimiter: str, rows_in: int
+) -> SiteRead | None:
+    """The file-level issue of a header the site's map cannot use (None: usable)."""
+    missing = [c for c in required if c not in header]
+    if missing:
+        return SiteRead(
+            None,
+            file_issue(
+                "file.missing_columns",
+                "schema",
+                f"required columns not in the header: {', '.join(missing)} (renamed in the "
+                f"export, wrong delimiter {delimiter!r}, or the column map is out of date)",
+            ).issue,
+            rows_in,
+        )
+    if len(set(header)) != len(header):
+        dupes = sorted({h for h in header if header.count(h) > 1})
+        return file_issue("file.duplicate_columns", "schema", f"columns repeated: {dupes}", rows_in)
+    return None
+
+
 def read_long_csv(raw: bytes, site: SiteConfig, registry: Registry) -> SiteRead:
     options = site.long_csv
     assert options is not None
@@ -47,25 +78,10 @@ def read_long_csv(raw: bytes, site: SiteConfig, registry: Registry) -> SiteRead:
     header = [h.strip() for h in records[0]]
     body = [(n + 1, r) for n, r in enumerate(records[1:], start=1) if r]
     rows_in = len(body)
-    n_items = {i: registry.get(i).items for i in set(options.measures.values())}
-    longest = max(n_items.values())
-    item_sources = [options.item_column_template.format(n=n) for n in range(1, longest + 1)]
-    required = [site.columns[r] for r in ROLES] + [options.measure_column] + item_sources
-    missing = [c for c in required if c not in header]
-    if missing:
-        return SiteRead(
-            None,
-            file_issue(
-                "file.missing_columns",
-                "schema",
-                f"required columns not in the header: {', '.join(missing)} (renamed in the "
-                f"export, wrong delimiter {options.delimiter!r}, or the column map is out of date)",
-            ).issue,
-            rows_in,
-        )
-    if len(set(header)) != len(header):
-        dupes = sorted({h for h in header if header.count(h) > 1})
-        return file_issue("file.duplicate_columns", "schema", f"columns repeated: {dupes}", rows_in)
+    item_sources, required = long_required(site, registry)
+    unusable = header_issue(header, required, options.delimiter, rows_in)
+    if unusable is not None:
+        return unusable
     at = {name: header.index(name) for name in required}
     id_columns = [site.columns[r] for r in ROLES]
     # Every form of the site gets its columns (validation reads them all), filled or not.
