@@ -316,9 +316,12 @@ def test_new_cutoffs_reliable_change_and_missing_rules() -> None:
     sizes = {name: len(items) for name, items in oq.subscales.items()}
     assert sizes == {"symptom_distress": 25, "interpersonal_relations": 11, "social_role": 9}
     assert sorted(n for items in oq.subscales.values() for n in items) == list(range(1, 46))
-    # What domain.md does not give is flagged in provenance, not passed off as verified.
-    for key in ("subscales", "reverse_items", "missing"):
-        assert "UNCERTAIN" in oq.provenance[key] or "Bordin default" in oq.provenance[key]
+    # What domain.md does not give is flagged in provenance, not passed off as verified: the
+    # subscale key is unchecked, the reverse key names its secondary source.
+    assert "UNCERTAIN" in oq.provenance["subscales"]
+    assert "Bordin default" in oq.provenance["missing"]
+    assert "secondary source" in oq.provenance["reverse_items"]
+    assert oq.reverse_items == (1, 12, 13, 20, 21, 24, 31, 37, 43)
 
 
 def test_registry_tables_carry_the_scoring_vocabulary() -> None:

@@ -263,26 +263,35 @@ def write_events(
         ),
         "site_seq": f"{first_seq - 1} + n",
     }
-    # Site order = line order. Numbering the narrow list of changed lines (a plain ordered scan
-    # when all are new) keeps the wide rows out of any sort; the file need not be in order.
+    # Site order = line order. All new: number the accepted lines in a plain ordered scan (a
+    # window over an empty OVER keeps file order), then attach pseudonyms through the small
+    # code maps. Otherwise: number the narrow list of changed lines, then find them in admins.
+    # No wide row is sorted or hashed; the file need not be in site order.
     if all_new:
-        con.execute(
-            "CREATE OR REPLACE TABLE seq AS SELECT rowid AS id, row_number() OVER () AS n, "
-            f"'{RESPONSE_RECORDED}' AS event_type, CAST(NULL AS VARCHAR) AS previous "
-            f"FROM admins WHERE status = {ACCEPTED}"
-        )
+        numbered = f"""
+            SELECT rowid AS id, row_number() OVER () AS n, '{RESPONSE_RECORDED}' AS event_type,
+                   CAST(NULL AS VARCHAR) AS previous, client, therapist, session_number,
+                   instrument, rater_role, parsed_date, items
+            FROM admins WHERE status = {ACCEPTED}
+        """
     else:
-        con.execute(
-            "CREATE OR REPLACE TABLE seq AS SELECT id, row_number() OVER (ORDER BY id) AS n, "
-            "event_type, previous FROM changes"
-        )
+        numbered = """
+            SELECT c.id, c.n, c.event_type, c.previous, a.client, a.therapist, a.session_number,
+                   a.instrument, a.rater_role, a.parsed_date, a.items
+            FROM (SELECT id, row_number() OVER (ORDER BY id) AS n, event_type, previous
+                  FROM changes) c
+            JOIN admins a ON a.rowid = c.id
+        """
     changed = f"""
-        SELECT c.event_type, a.client_pid, a.therapist_pid, a.session_number, a.session_date,
-               a.instrument, a.rater_role, a.items, c.previous AS supersedes_event_id,
+        SELECT c.event_type, cm.pid AS client_pid, tm.pid AS therapist_pid, c.session_number,
+               c.parsed_date AS session_date, c.instrument, c.rater_role, c.items,
+               c.previous AS supersedes_event_id,
                CASE WHEN c.event_type = '{RESPONSE_AMENDED}' THEN 'changed in the site''s export'
-               END AS reason, {line_of(con, "a.id")} AS source_row,
-               content_json(a.items, a.session_date, a.therapist_pid, NULL, NULL) AS content, c.n
-        FROM seq c JOIN acc a USING (id)
+               END AS reason, {line_of(con, "c.id")} AS source_row,
+               content_json(c.items, c.parsed_date, tm.pid, NULL, NULL) AS content, c.n
+        FROM ({numbered}) c
+        JOIN client_map cm ON cm.client = c.client
+        LEFT JOIN therapist_map tm ON tm.therapist = c.therapist
     """
     retracted = f"""
         SELECT '{RESPONSE_RETRACTED}', client_pid, NULL, session_number, NULL, instrument,
