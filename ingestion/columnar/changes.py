@@ -263,25 +263,31 @@ def write_events(
         ),
         "site_seq": f"{first_seq - 1} + n",
     }
-    # Site order = line order. All new: number the accepted lines in a plain ordered scan (a
-    # window over an empty OVER keeps file order), then attach pseudonyms through the small
-    # code maps. Otherwise: number the narrow list of changed lines, then find them in admins.
-    # No wide row is sorted or hashed; the file need not be in site order.
+    # Site order = line order. A narrow table numbers the lines to write (all new: a plain
+    # ordered scan, a window over an empty OVER keeps file order; otherwise the changed lines
+    # sorted by line); the wide rows then join it in parallel, unsorted, and need not be
+    # written in site order.
     if all_new:
-        numbered = f"""
-            SELECT rowid AS id, row_number() OVER () AS n, '{RESPONSE_RECORDED}' AS event_type,
-                   CAST(NULL AS VARCHAR) AS previous, client, therapist, session_number,
-                   instrument, rater_role, parsed_date, items
-            FROM admins WHERE status = {ACCEPTED}
-        """
+        # Only (id, n): the join's build side is what must fit in memory.
+        con.execute(
+            "CREATE OR REPLACE TABLE seq AS SELECT rowid AS id, row_number() OVER () AS n "
+            f"FROM admins WHERE status = {ACCEPTED}"
+        )
+        kind = f"'{RESPONSE_RECORDED}' AS event_type, CAST(NULL AS VARCHAR) AS previous"
     else:
-        numbered = """
-            SELECT c.id, c.n, c.event_type, c.previous, a.client, a.therapist, a.session_number,
-                   a.instrument, a.rater_role, a.parsed_date, a.items
-            FROM (SELECT id, row_number() OVER (ORDER BY id) AS n, event_type, previous
-                  FROM changes) c
-            JOIN admins a ON a.rowid = c.id
-        """
+        con.execute(
+            "CREATE OR REPLACE TABLE seq AS SELECT id, row_number() OVER (ORDER BY id) AS n, "
+            f"event_type = '{RESPONSE_AMENDED}' AS amended, previous FROM changes"
+        )
+        kind = (
+            f"CASE WHEN s.amended THEN '{RESPONSE_AMENDED}' ELSE '{RESPONSE_RECORDED}' END "
+            "AS event_type, s.previous"
+        )
+    numbered = f"""
+        SELECT s.id, s.n, {kind}, a.client, a.therapist, a.session_number,
+               a.instrument, a.rater_role, a.parsed_date, a.items
+        FROM admins a JOIN seq s ON s.id = a.rowid
+    """
     changed = f"""
         SELECT c.event_type, cm.pid AS client_pid, tm.pid AS therapist_pid, c.session_number,
                c.parsed_date AS session_date, c.instrument, c.rater_role, c.items,
@@ -304,12 +310,16 @@ def write_events(
         f"AS {_duck_type(f.type)}) AS {f.name}"
         for f in EVENT_SCHEMA
     ]
+    # The file is unordered (site_seq says the order): letting DuckDB write row groups as
+    # they come keeps the copy parallel and out of a reorder buffer.
+    con.execute("SET preserve_insertion_order = false")
     con.execute(
         f"""
         COPY (SELECT {", ".join(columns)} FROM ({changed} UNION ALL {retracted}))
         TO {_q(target)} (FORMAT parquet, COMPRESSION snappy)
         """
     )
+    con.execute("SET preserve_insertion_order = true")
     return n_total
 
 
