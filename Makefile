@@ -8,7 +8,11 @@ export DO_NOT_TRACK := 1
 export GX_ANALYTICS_ENABLED := False
 export DBT_SEND_ANONYMOUS_USAGE_STATS := False
 
-.PHONY: venv demo test lint format bench clean
+# Tests run on every core (pytest-xdist); the slowest tests are scheduled first and idle workers
+# steal queued ones. `make test-fast` is the inner loop: everything not marked slow.
+PYTEST := $(BIN)/python -m pytest -q -n auto --dist worksteal
+
+.PHONY: venv demo test test-fast lint format bench clean
 
 venv: $(STAMP)
 
@@ -24,7 +28,12 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/python -m pytest -q
+	$(PYTEST)
+
+test-fast: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(PYTEST) -m "not slow"
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -19,6 +19,7 @@ import hashlib
 import json
 import os
 import random
+import re
 import shutil
 import signal
 import subprocess
@@ -158,7 +159,7 @@ def compare(label: str, clean: Outcome, got: Outcome, tally: Tally) -> None:
 
 
 def one_run(template: Path, root: Path, label: str, **kill) -> Outcome:
-    home = root / label
+    home = root / re.sub(r"[^A-Za-z0-9._-]", "-", label)
     shutil.copytree(template, home)
     code = run_pipeline(home, **kill)
     killed = code in (-signal.SIGKILL, 128 + signal.SIGKILL)
@@ -169,29 +170,47 @@ def one_run(template: Path, root: Path, label: str, **kill) -> Outcome:
     return outcome
 
 
+@dataclass
+class CleanRun:
+    """The uninterrupted run every killed run is compared with."""
+
+    template: Path
+    outcome: Outcome
+    seconds: float
+
+
+def clean_run(root: Path, fixture: str) -> CleanRun:
+    template = make_template(root, fixture)
+    clean_home = root / "clean"
+    shutil.copytree(template, clean_home)
+    started = time.monotonic()
+    if run_pipeline(clean_home) != 0:
+        raise RuntimeError("the uninterrupted run failed; fix that first")
+    return CleanRun(template, observe(clean_home), time.monotonic() - started)
+
+
+def kill_and_compare(clean: CleanRun, root: Path, label: str, tally: Tally, **kill) -> None:
+    """One run killed (at a named point or after a delay), re-run, and compared."""
+    got = one_run(clean.template, root, label, **kill)
+    tally.killed += got.killed  # type: ignore[attr-defined]
+    compare(label, clean.outcome, got, tally)
+
+
+def random_delays(clean: CleanRun, runs: int, seed: int) -> list[float]:
+    rng = random.Random(seed)
+    return [rng.uniform(0.2, clean.seconds) for _ in range(runs)]
+
+
 def sweep(repeats: int, random_runs: int, fixture: str, seed: int = 7) -> Tally:
     tally = Tally()
     with tempfile.TemporaryDirectory(prefix="bordin-crash-") as tmp:
         root = Path(tmp)
-        template = make_template(root, fixture)
-        clean_home = root / "clean"
-        shutil.copytree(template, clean_home)
-        started = time.monotonic()
-        if run_pipeline(clean_home) != 0:
-            raise RuntimeError("the uninterrupted run failed; fix that first")
-        clean_seconds = time.monotonic() - started
-        clean = observe(clean_home)
+        clean = clean_run(root, fixture)
         for point in POINTS:
             for k in range(repeats):
-                got = one_run(template, root, f"{point}-{k}", crash_at=point)
-                tally.killed += got.killed  # type: ignore[attr-defined]
-                compare(f"{point}#{k}", clean, got, tally)
-        rng = random.Random(seed)
-        for k in range(random_runs):
-            delay = rng.uniform(0.2, clean_seconds)
-            got = one_run(template, root, f"random-{k}", kill_after=delay)
-            tally.killed += got.killed  # type: ignore[attr-defined]
-            compare(f"random#{k}@{delay:.1f}s", clean, got, tally)
+                kill_and_compare(clean, root, f"{point}#{k}", tally, crash_at=point)
+        for k, delay in enumerate(random_delays(clean, random_runs, seed)):
+            kill_and_compare(clean, root, f"random#{k}@{delay:.1f}s", tally, kill_after=delay)
     return tally
 
 

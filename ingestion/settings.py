@@ -74,6 +74,19 @@ class Paths:
     def inbox_for(self, site_id: str) -> Path:
         return self.inbox / site_id
 
+    def stored(self, path: Path) -> str:
+        """A path as artefacts record it: relative to the data root when inside it, so a copied
+        or moved root keeps working; absolute otherwise (e.g. the repository's registry)."""
+        try:
+            return str(Path(path).resolve().relative_to(self.home.resolve()))
+        except ValueError:
+            return str(path)
+
+    def resolve(self, stored: str) -> Path:
+        """The inverse of `stored`; absolute paths from older artefacts pass through."""
+        path = Path(stored)
+        return path if path.is_absolute() else self.home / path
+
 
 def bordin_home() -> Path:
     return Path(os.environ.get("BORDIN_HOME", REPO_ROOT / "var")).resolve()

@@ -1,14 +1,23 @@
-"""Shared fixtures: isolated data roots, a test pseudonym key, a pre-migrated Airflow DB."""
+"""Shared fixtures: isolated data roots, a test pseudonym key, a pre-migrated Airflow DB, and
+data roots built once per test run and copied into each test that needs one.
+
+Tiers: tests that run dbt, a nightly DAG, the crash sweep or demo-size data are marked `slow`;
+`make test-fast` leaves them out, `make test` runs everything. A test that is not marked slow
+is stopped if it starts a dbt build or a nightly, so the fast tier stays fast.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from filelock import FileLock
 
 REPO = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
@@ -44,10 +53,117 @@ def tiny_home(home: Path) -> Path:
     return home
 
 
+# --------------------------------------------------------------------------- tiers
+
+_SLOW_COMMANDS = {"nightly", "build", "demo", "rebuild"}
+_current_test_is_slow = True
+
+
+@pytest.fixture(autouse=True)
+def _fast_tier_guard(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A test outside the slow tier may not run dbt or a nightly: mark it `slow` instead."""
+    global _current_test_is_slow
+    _current_test_is_slow = request.node.get_closest_marker("slow") is not None
+    if _current_test_is_slow:
+        return
+    from warehouse import build
+
+    def refuse(*args, **kwargs):
+        raise AssertionError(f"{request.node.nodeid} runs dbt: mark it @pytest.mark.slow")
+
+    monkeypatch.setattr(build, "_run_dbt", refuse)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Slow tests first, so the workers start on the long ones and finish together.
+    (`--random-order` reorders after this: the proof that order does not matter.)"""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
+# --------------------------------------------------------------------------- shared roots
+
+
+class SharedRoots:
+    """Data roots built once per test run, across xdist workers (a file lock per root).
+
+    Build-once roots are read by many tests: a test that writes works on its own copy
+    (`copy_root`). Every path the platform stores is relative to the root, so copies work.
+    """
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        folder.mkdir(parents=True, exist_ok=True)
+
+    def get(self, name: str, make: Callable[[Path], None]) -> Path:
+        root = self.folder / name
+        done = self.folder / f"{name}.done"
+        with FileLock(str(self.folder / f"{name}.lock")):
+            if not done.exists():
+                shutil.rmtree(root, ignore_errors=True)
+                make(root)
+                done.write_text("ok\n", encoding="utf-8")
+        return root
+
+
+def copy_root(source: Path, target: Path) -> Path:
+    """A private copy of a built data root (symlinks such as releases/latest stay links)."""
+    shutil.copytree(source, target, symlinks=True, dirs_exist_ok=True)
+    return target
+
+
 @pytest.fixture(scope="session")
-def migrated_airflow_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """`airflow db migrate` once per test session; each data root gets a copy."""
-    root = tmp_path_factory.mktemp("airflow_template")
+def shared(tmp_path_factory: pytest.TempPathFactory) -> SharedRoots:
+    base = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        base = base.parent  # the run's folder, shared by every worker
+    return SharedRoots(base / "shared-roots")
+
+
+def _with_root(root: Path) -> pytest.MonkeyPatch:
+    """Environment for building a shared root, as the `home` fixture sets it for a test."""
+    mp = pytest.MonkeyPatch()
+    mp.setenv("BORDIN_HOME", str(root))
+    mp.setenv("BORDIN_PSEUDONYM_KEY", TEST_KEY)
+    for name in ("BORDIN_PSEUDONYM_KEY_FILE", "BORDIN_CONSORTIUM", "BORDIN_EXTRA_EXPECTATIONS"):
+        mp.delenv(name, raising=False)
+    return mp
+
+
+@contextlib.contextmanager
+def building(root: Path) -> Iterator[Path]:
+    """Run pipeline steps on a shared root: only slow tests ask for one."""
+    global _current_test_is_slow
+    mp = _with_root(root)
+    was_slow, _current_test_is_slow = _current_test_is_slow, True
+    try:
+        yield root
+    finally:
+        _current_test_is_slow = was_slow
+        mp.undo()
+
+
+TINY_NIGHT = "2026-11-20"
+
+
+def night(day: str, where=None, *, release: bool = True) -> dict:
+    """One night through the pipeline functions the DAG's tasks call (no Airflow)."""
+    from warehouse import pipeline
+
+    for site in pipeline.site_ids(where):
+        pipeline.ingest_step(site, day, where)
+    built = pipeline.build_step(where)
+    pipeline.check_step(where)
+    return pipeline.release_step(day, where) if release else built
+
+
+def _make_tiny_built(root: Path) -> None:
+    shutil.copytree(FIXTURES / "tiny", root)
+    with building(root):
+        night(TINY_NIGHT, release=False)
+
+
+def _make_airflow_db(root: Path) -> None:
     from ingestion.settings import Paths
     from warehouse.airflow_runner import airflow_env
 
@@ -56,20 +172,57 @@ def migrated_airflow_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
     env = {**os.environ, **airflow_env(where)}
     airflow = Path(sys.executable).with_name("airflow")
     subprocess.run([str(airflow), "db", "migrate"], env=env, check=True, capture_output=True)
-    return where.airflow_home / "airflow.db"
 
 
-@pytest.fixture
-def airflow_ready(home: Path, migrated_airflow_db: Path) -> Path:
-    target = home / "airflow"
-    target.mkdir(exist_ok=True)
-    shutil.copy(migrated_airflow_db, target / "airflow.db")
+def _make_tiny_nightly(shared_roots: SharedRoots) -> Callable[[Path], None]:
+    def make(root: Path) -> None:
+        shutil.copytree(FIXTURES / "tiny", root)
+        install_airflow_db(shared_roots, root)
+        with building(root):
+            result = run_bordin("nightly", "--date", TINY_NIGHT)
+        assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+
+    return make
+
+
+def install_airflow_db(shared_roots: SharedRoots, root: Path) -> Path:
+    template = shared_roots.get("airflow_db", _make_airflow_db) / "airflow" / "airflow.db"
+    target = root / "airflow"
+    target.mkdir(parents=True, exist_ok=True)
+    shutil.copy(template, target / "airflow.db")
     (target / ".migrated").write_text("ok\n", encoding="utf-8")
     return target
 
 
+@pytest.fixture(scope="session")
+def tiny_built_root(shared: SharedRoots) -> Path:
+    """The tiny consortium after one night's ingest, dbt build and gate (no release yet).
+
+    Shared by every test of the run: read it, never write into it (use `tiny_built`)."""
+    return shared.get("tiny_built", _make_tiny_built)
+
+
+@pytest.fixture
+def tiny_built(home: Path, tiny_built_root: Path) -> Path:
+    """A private copy of `tiny_built_root` as this test's $BORDIN_HOME."""
+    return copy_root(tiny_built_root, home)
+
+
+@pytest.fixture(scope="session")
+def tiny_nightly_root(shared: SharedRoots) -> Path:
+    """The tiny consortium after one real nightly DAG run (`bordin nightly`); read-only."""
+    return shared.get("tiny_nightly", _make_tiny_nightly(shared))
+
+
+@pytest.fixture
+def airflow_ready(home: Path, shared: SharedRoots) -> Path:
+    return install_airflow_db(shared, home)
+
+
 def run_bordin(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     """The `bordin` console script, as a person runs it."""
+    if args and args[0] in _SLOW_COMMANDS and not _current_test_is_slow:
+        raise AssertionError(f"`bordin {args[0]}` runs dbt or a DAG: mark the test slow")
     bordin = Path(sys.executable).with_name("bordin")
     return subprocess.run(
         [str(bordin), *args],

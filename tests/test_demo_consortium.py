@@ -98,6 +98,10 @@ def _columns(prefix: str, instrument: str) -> list[str]:
     return [f"{prefix}_{n}" for n in range(1, SCALES[instrument][0] + 1)]
 
 
+# Demo-size data: the slow tier.
+pytestmark = pytest.mark.slow
+
+
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, DemoSummary]:
     home = tmp_path_factory.mktemp("demo")

@@ -16,7 +16,9 @@ import numpy as np
 import pytest
 from statsmodels.stats.meta_analysis import combine_effects
 
-from tests.conftest import TEST_KEY, run_bordin
+from tests.conftest import TEST_KEY, copy_root, run_bordin
+
+pytestmark = pytest.mark.slow
 
 LOGICAL_DATE = "2026-11-20"
 
@@ -52,10 +54,9 @@ def _r(clients: dict[str, tuple[float, float, float]]) -> float:
 
 
 @pytest.fixture
-def nightly(tiny_home: Path, airflow_ready: Path) -> Path:
-    result = run_bordin("nightly", "--date", LOGICAL_DATE)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    return tiny_home
+def nightly(home: Path, tiny_nightly_root: Path) -> Path:
+    """A private copy of the tiny consortium after `bordin nightly` (run once per test run)."""
+    return copy_root(tiny_nightly_root, home)
 
 
 def _release(home: Path) -> Path:

@@ -13,7 +13,8 @@ os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
 
 import hashlib  # noqa: E402
-from collections.abc import Callable  # noqa: E402
+import json  # noqa: E402
+from collections.abc import Callable, Iterator  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
@@ -397,6 +398,41 @@ BAD_FIXTURES: dict[str, Mutation] = {
 def suite_file_ids() -> list[str]:
     doc = yaml.safe_load(DEFAULT_SUITE.read_text(encoding="utf-8"))
     return [entry["id"] for entries in doc.values() for entry in entries]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _validate_each_distinct_mart_once() -> Iterator[None]:
+    """GX costs about 20 ms per expectation, and most tests here change one mart of the valid
+    set. A mart whose frame and expectations equal ones already validated in this module gets
+    that earlier (real GX, deterministic) result; the mart a test changes is validated anew,
+    and validate_frames still composes the full gate's result from every mart."""
+    import expectations.gate as gate_module
+
+    real = gate_module._validate_mart
+    seen: dict[tuple, list] = {}
+
+    def validate_mart(datasource: Any, mart: str, frame: Any, entries: list[dict]) -> list:
+        key = _fingerprint(mart, frame, entries)
+        if key is None:
+            return real(datasource, mart, frame, entries)
+        if key not in seen:
+            seen[key] = real(datasource, mart, frame, entries)
+        return seen[key]
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(gate_module, "_validate_mart", validate_mart)
+        yield
+
+
+def _fingerprint(mart: str, frame: Any, entries: list[dict]) -> tuple | None:
+    if not isinstance(frame, pd.DataFrame):
+        return None
+    try:
+        rows = tuple(pd.util.hash_pandas_object(frame, index=True).tolist())
+    except TypeError:
+        return None
+    shape = tuple((str(c), str(t)) for c, t in frame.dtypes.items())
+    return mart, shape, rows, json.dumps(entries, sort_keys=True, default=repr)
 
 
 @pytest.fixture(autouse=True)

@@ -21,6 +21,8 @@ from tests.conftest import TEST_KEY
 from tests.science_helpers import DATE
 
 # instrument id, rater role, column prefix, item count
+pytestmark = pytest.mark.slow
+
 FORMS = [
     ("wai_sr", "client", "wai", 12),
     ("wai_sr", "therapist", "wait", 12),

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import duckdb
@@ -16,8 +17,7 @@ import pytest
 import yaml
 
 from ingestion.pseudonyms import PseudonymKey
-from tests.conftest import TEST_KEY
-from warehouse import pipeline
+from tests.conftest import TEST_KEY, SharedRoots, building, copy_root, night
 from warehouse.erasure import erase_client
 from warehouse.history import client_history
 from warehouse.rebuild import rebuild
@@ -25,13 +25,11 @@ from warehouse.release_diff import diff_releases
 
 PID = PseudonymKey(TEST_KEY.encode()).pseudonym
 
+pytestmark = pytest.mark.slow
+
 
 def _night(day: str) -> dict:
-    for site in pipeline.site_ids():
-        pipeline.ingest_step(site, day)
-    pipeline.build_step()
-    pipeline.check_step()
-    return pipeline.release_step(day)
+    return night(day)
 
 
 def _pids(release: dict, mart: str) -> set[str]:
@@ -43,34 +41,53 @@ def _pids(release: dict, mart: str) -> set[str]:
         con.close()
 
 
-@pytest.fixture
-def two_nights(tiny_home: Path) -> tuple[Path, dict, dict]:
-    doc = yaml.safe_load((tiny_home / "consortium.yml").read_text())
-    doc["sites"][0]["withdrawals"] = {
-        "file_glob": "withdrawals*.csv",
-        "client_code_column": "record_id",
-        "reason_column": "reason",
-    }
-    (tiny_home / "consortium.yml").write_text(yaml.safe_dump(doc))
-    release_a = _night("2026-11-20")
+def _make_two_nights(tiny_built_root: Path) -> Callable[[Path], None]:
+    """Night 1 releases A from the tiny build; withdrawals are then configured, and night 2
+    delivers the corrected export and a withdrawal file, and releases B."""
 
-    inbox = tiny_home / "inbox" / "alpha"
-    rows = list(csv.reader((inbox / "alpha_export.csv").open()))
-    header, body = rows[0], rows[1:]
-    phq = [header.index(f"phq9_{i}") for i in range(1, 10)]
-    new_body = []
-    for row in body:
-        if row[0] == "A3" and row[1] == "session_3_arm_1":
-            continue  # deleted at the site
-        if row[0] == "A1" and row[1] == "session_3_arm_1":
-            row = [("0" if i in phq else v) for i, v in enumerate(row)]  # corrected
-        new_body.append(row)
-    with (inbox / "alpha_export_2.csv").open("w", newline="") as handle:
-        csv.writer(handle, lineterminator="\n").writerows([header, *new_body])
-    (inbox / "alpha_export.csv").unlink()  # the site replaces its export
-    (inbox / "withdrawals_2026-11-21.csv").write_text("record_id,reason\nA5,withdrew consent\n")
-    release_b = _night("2026-11-21")
-    return tiny_home, release_a, release_b
+    def make(root: Path) -> None:
+        copy_root(tiny_built_root, root)
+        with building(root):
+            _night("2026-11-20")
+            doc = yaml.safe_load((root / "consortium.yml").read_text())
+            doc["sites"][0]["withdrawals"] = {
+                "file_glob": "withdrawals*.csv",
+                "client_code_column": "record_id",
+                "reason_column": "reason",
+            }
+            (root / "consortium.yml").write_text(yaml.safe_dump(doc))
+            inbox = root / "inbox" / "alpha"
+            rows = list(csv.reader((inbox / "alpha_export.csv").open()))
+            header, body = rows[0], rows[1:]
+            phq = [header.index(f"phq9_{i}") for i in range(1, 10)]
+            new_body = []
+            for row in body:
+                if row[0] == "A3" and row[1] == "session_3_arm_1":
+                    continue  # deleted at the site
+                if row[0] == "A1" and row[1] == "session_3_arm_1":
+                    row = [("0" if i in phq else v) for i, v in enumerate(row)]  # corrected
+                new_body.append(row)
+            with (inbox / "alpha_export_2.csv").open("w", newline="") as handle:
+                csv.writer(handle, lineterminator="\n").writerows([header, *new_body])
+            (inbox / "alpha_export.csv").unlink()  # the site replaces its export
+            (inbox / "withdrawals_2026-11-21.csv").write_text(
+                "record_id,reason\nA5,withdrew consent\n"
+            )
+            _night("2026-11-21")
+
+    return make
+
+
+def _release_on(home: Path, day: str) -> dict:
+    (folder,) = (p for p in (home / "releases").iterdir() if p.name.startswith(f"{day}_v"))
+    return {"release_id": folder.name, "path": str(folder)}
+
+
+@pytest.fixture
+def two_nights(home: Path, shared: SharedRoots, tiny_built_root: Path) -> tuple[Path, dict, dict]:
+    """A private copy of the two-night data root (built once per test run)."""
+    copy_root(shared.get("two_nights", _make_two_nights(tiny_built_root)), home)
+    return home, _release_on(home, "2026-11-20"), _release_on(home, "2026-11-21")
 
 
 def test_correction_deletion_withdrawal_reach_the_next_release(two_nights) -> None:

@@ -22,11 +22,12 @@ def _build_and_check(home: Path, threads: int) -> None:
 
 
 @pytest.fixture
-def built(tiny_home: Path) -> Path:
-    _build_and_check(tiny_home, threads=1)
-    return tiny_home
+def built(tiny_built: Path) -> Path:
+    """The tiny consortium ingested, built with 1 dbt thread and gated (a private copy)."""
+    return tiny_built
 
 
+@pytest.mark.slow
 def test_crash_while_exporting_leaves_no_release(
     built: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -40,6 +41,7 @@ def test_crash_while_exporting_leaves_no_release(
     assert [p.name for p in releases.iterdir()] == []  # no staging leftovers, no latest
 
 
+@pytest.mark.slow
 def test_release_is_read_only_and_repeat_is_a_no_op(built: Path) -> None:
     first = pipeline.release_step(DATE)
     assert first["created"] is True
@@ -52,6 +54,7 @@ def test_release_is_read_only_and_repeat_is_a_no_op(built: Path) -> None:
     assert (Paths(built).releases / "latest").resolve() == folder
 
 
+@pytest.mark.slow
 def test_release_refuses_a_build_that_changed_after_the_gate(built: Path) -> None:
     where = Paths(built)
     gate = json.loads((where.build_dir / "gate_result.json").read_text())
@@ -62,6 +65,7 @@ def test_release_refuses_a_build_that_changed_after_the_gate(built: Path) -> Non
     assert not where.releases.exists() or not list(where.releases.iterdir())
 
 
+@pytest.mark.slow
 def test_same_log_different_threads_same_bytes(built: Path, tmp_path: Path) -> None:
     first = pipeline.release_step(DATE)
     other = tmp_path / "other"
@@ -86,6 +90,7 @@ def test_same_log_different_threads_same_bytes(built: Path, tmp_path: Path) -> N
     assert second["release_id"] == first["release_id"]
 
 
+@pytest.mark.slow
 def test_demo_size_data_gives_identical_bytes_across_runs_and_threads(
     home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -153,6 +158,7 @@ def _parquet_rows(folder: Path, mart: str, columns: str, order: str) -> list[tup
         con.close()
 
 
+@pytest.mark.slow
 def test_release_carries_site_intake_and_no_calendar_date(built: Path) -> None:
     from datetime import date
 
@@ -191,6 +197,7 @@ def test_release_carries_site_intake_and_no_calendar_date(built: Path) -> None:
                 assert session_date.encode() not in path.read_bytes(), path
 
 
+@pytest.mark.slow
 def test_calendar_dates_released_only_when_the_consortium_allows(
     tiny_home: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -286,19 +293,21 @@ def test_release_options_are_validated_on_load(
     assert load_consortium(file).release.calendar_dates is False
 
 
-def test_site_intake_counts_corrections_withdrawals_and_a_rejected_file(tiny_home: Path) -> None:
+@pytest.mark.slow
+def test_site_intake_counts_corrections_withdrawals_and_a_rejected_file(built: Path) -> None:
     """Night 2 at alpha: its full export again without A3's session 3 and with A1's session-3
-    PHQ-9 corrected, a withdrawal file for A5 and a file without the configured columns."""
+    PHQ-9 corrected, a withdrawal file for A5 and a file without the configured columns.
+    Withdrawals are configured after night 1 (which had no withdrawal file)."""
     import csv
     from datetime import date
 
     import yaml
 
+    tiny_home = built
+    pipeline.release_step(DATE)
     doc = yaml.safe_load((tiny_home / "consortium.yml").read_text())
     doc["sites"][0]["withdrawals"] = {"file_glob": "withdrawals*.csv", "client_code_column": "id"}
     (tiny_home / "consortium.yml").write_text(yaml.safe_dump(doc))
-    _build_and_check(tiny_home, threads=1)
-    pipeline.release_step(DATE)
 
     inbox = tiny_home / "inbox" / "alpha"
     header, *body = list(csv.reader((inbox / "alpha_export.csv").open()))

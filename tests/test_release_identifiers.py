@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import date, datetime
 from pathlib import Path
 
@@ -33,7 +33,7 @@ import pytest
 import yaml
 
 from tests.conftest import FIXTURES as ALL_FIXTURES
-from tests.conftest import TEST_KEY, run_bordin
+from tests.conftest import TEST_KEY, SharedRoots, building, install_airflow_db, run_bordin
 from tests.test_identifiers import DICTIONARY, FIXTURES, PLANTED, deliver, deliver_zip
 from tests.test_release import DELIVERY_NIGHTS, date_typed_columns
 
@@ -86,23 +86,34 @@ def _consortium(home: Path) -> None:
     (home / "consortium.yml").write_text(yaml.safe_dump(tiny, sort_keys=False))
 
 
-@pytest.fixture
-def released(home: Path, airflow_ready: Path) -> Path:
-    _consortium(home)
-    shutil.copytree(ALL_FIXTURES / "tiny" / "inbox", home / "inbox")
-    deliver(home, "rcid", "redcap_identified.csv", DICTIONARY)
-    deliver_zip(
-        home,
-        "zipid",
-        {
-            "export/redcap_identified.csv": (FIXTURES / "redcap_identified.csv").read_bytes(),
-            f"export/{DICTIONARY}": (FIXTURES / DICTIONARY).read_bytes(),
-        },
-    )
-    deliver(home, "qualid", "qualtrics_identified.csv")
-    deliver(home, "longid", "long_identified.csv")
-    result = run_bordin("nightly", "--date", DATE)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+def _make_released(shared_roots: SharedRoots) -> Callable[[Path], None]:
+    def make(home: Path) -> None:
+        home.mkdir(parents=True)
+        _consortium(home)
+        shutil.copytree(ALL_FIXTURES / "tiny" / "inbox", home / "inbox")
+        deliver(home, "rcid", "redcap_identified.csv", DICTIONARY)
+        deliver_zip(
+            home,
+            "zipid",
+            {
+                "export/redcap_identified.csv": (FIXTURES / "redcap_identified.csv").read_bytes(),
+                f"export/{DICTIONARY}": (FIXTURES / DICTIONARY).read_bytes(),
+            },
+        )
+        deliver(home, "qualid", "qualtrics_identified.csv")
+        deliver(home, "longid", "long_identified.csv")
+        install_airflow_db(shared_roots, home)
+        with building(home):
+            result = run_bordin("nightly", "--date", DATE)
+        assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def released(shared: SharedRoots) -> Path:
+    """The release of one real nightly over every format's planted identifiers (read-only)."""
+    home = shared.get("release_identifiers", _make_released(shared))
     return (home / "releases" / "latest").resolve()
 
 
@@ -153,6 +164,7 @@ def _leaks(folder: Path) -> list[tuple[str, str]]:
     return found
 
 
+@pytest.mark.slow
 def test_planted_identifiers_never_reach_any_release_file(released: Path) -> None:
     files = {str(p.relative_to(released)) for p in released.rglob("*") if p.is_file()}
     # The scan covers every kind of file a release has, the intake summary among them.
@@ -166,6 +178,7 @@ def test_planted_identifiers_never_reach_any_release_file(released: Path) -> Non
     assert manifest["parameters"]["release_calendar_dates"] is False
 
 
+@pytest.mark.slow
 def test_intake_summary_counts_every_format(released: Path) -> None:
     """Counts worked out in tests/test_identifiers.py's docstring, per site."""
     con = duckdb.connect()

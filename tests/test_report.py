@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import re
-import shutil
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import duckdb
 import pytest
 
-from tests.conftest import FIXTURES
-from tests.science_helpers import built
 from warehouse.report import FLUCKIGER_2018, dbt_vars, render_report
+
+pytestmark = pytest.mark.slow
 
 MANIFEST = {
     "release_id": "2026-11-20_v1_test",
@@ -24,25 +23,22 @@ MANIFEST = {
 
 
 @pytest.fixture(scope="module")
-def marts_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def marts_db(tmp_path_factory: pytest.TempPathFactory, tiny_built_root: Path) -> Path:
     """The tiny build, copied the way a release stores it (tables in marts.duckdb's main)."""
-    root = tmp_path_factory.mktemp("report")
-    home = root / "tiny"
-    shutil.copytree(FIXTURES / "tiny", home)
-    with built(home) as build_db:
-        release_db = root / "marts.duckdb"
-        con = duckdb.connect(str(release_db))
-        try:
-            con.execute(f"ATTACH '{build_db}' AS build (READ_ONLY)")
-            tables = con.execute(
-                "SELECT table_name FROM information_schema.tables "
-                "WHERE table_catalog = 'build' AND table_schema = 'marts'"
-            ).fetchall()
-            for (table,) in tables:
-                con.execute(f'CREATE TABLE main."{table}" AS SELECT * FROM build.marts."{table}"')
-        finally:
-            con.close()
-        return release_db
+    build_db = tiny_built_root / "build" / "warehouse.duckdb"
+    release_db = tmp_path_factory.mktemp("report") / "marts.duckdb"
+    con = duckdb.connect(str(release_db))
+    try:
+        con.execute(f"ATTACH '{build_db}' AS build (READ_ONLY)")
+        tables = con.execute(
+            "SELECT table_name FROM information_schema.tables "
+            "WHERE table_catalog = 'build' AND table_schema = 'marts'"
+        ).fetchall()
+        for (table,) in tables:
+            con.execute(f'CREATE TABLE main."{table}" AS SELECT * FROM build.marts."{table}"')
+    finally:
+        con.close()
+    return release_db
 
 
 @pytest.fixture(scope="module")

@@ -10,16 +10,16 @@ from __future__ import annotations
 import hashlib
 import hmac
 import math
-import shutil
 from pathlib import Path
 
 import duckdb
 import numpy as np
 import pytest
 
-from tests.conftest import FIXTURES, TEST_KEY
-from tests.science_helpers import built
+from tests.conftest import TEST_KEY
 from tests.test_end_to_end import ALPHA, BETA
+
+pytestmark = pytest.mark.slow
 
 PHQ9_RELIABILITY = 0.89  # ingestion/instruments/phq9.yml, jacobson_truax.reliability
 
@@ -30,11 +30,9 @@ def _pid(site: str, code: str, role: str = "client") -> str:
 
 
 @pytest.fixture(scope="module")
-def tiny_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    home = tmp_path_factory.mktemp("science") / "tiny"
-    shutil.copytree(FIXTURES / "tiny", home)
-    with built(home) as db:
-        return db
+def tiny_db(tiny_built_root: Path) -> Path:
+    """The tiny consortium's built warehouse, shared by the run; opened read-only here."""
+    return tiny_built_root / "build" / "warehouse.duckdb"
 
 
 def _rows(db: Path, sql: str, params: list | None = None) -> list[tuple]:

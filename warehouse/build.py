@@ -26,7 +26,7 @@ from ingestion.config_errors import ConfigError
 from ingestion.consortium import load_consortium
 from ingestion.crash_points import crash_point
 from ingestion.registry import load_registry
-from ingestion.settings import DBT_PROJECT_DIR, INSTRUMENTS_DIR, Paths, paths
+from ingestion.settings import DBT_PROJECT_DIR, INSTRUMENTS_DIR, REPO_ROOT, Paths, paths
 from warehouse.writer_lock import exclusive_writer
 
 
@@ -59,9 +59,46 @@ class BuildResult:
     dbt_vars: dict
     dbt: dict
     intake_version: int | None = None
+    code_sha256: str = ""
 
     def as_dict(self) -> dict:
         return asdict(self)
+
+
+# What a build's output depends on besides the data: equal values mean an equal warehouse, so a
+# build whose inputs all match the last gated build's is skipped (see build_step).
+BUILD_INPUTS = (
+    "event_log_version",
+    "quarantine_version",
+    "intake_version",
+    "registry_sha256",
+    "consortium_sha256",
+    "dbt_vars",
+    "code_sha256",
+)
+
+# The code a warehouse is computed by: the dbt project and the Python its source plugin runs.
+_BUILD_CODE = (
+    ("dbt_project", ("*.yml", "*.sql", "*.csv")),
+    ("ingestion", ("*.py", "*.yml")),
+    ("warehouse", ("build.py", "dbt_sources.py")),
+)
+
+
+def build_code_sha256() -> str:
+    """A hash of every file that shapes the marts, so a code change is never a no-op."""
+    digest = hashlib.sha256()
+    for folder, patterns in _BUILD_CODE:
+        root = REPO_ROOT / folder
+        files = {p for pattern in patterns for p in root.rglob(pattern)}
+        for path in sorted(f for f in files if not _generated(f.relative_to(REPO_ROOT))):
+            digest.update(str(path.relative_to(REPO_ROOT)).encode() + b"\0")
+            digest.update(hashlib.sha256(path.read_bytes()).digest())
+    return digest.hexdigest()
+
+
+def _generated(relative: Path) -> bool:
+    return bool({"target", "logs", "dbt_packages", "__pycache__"} & set(relative.parts))
 
 
 def dbt_vars(overrides: dict | None = None) -> dict:
@@ -158,9 +195,22 @@ def file_sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+# dbt unit tests check the scoring SQL on static, hand-written inputs: they cannot change with
+# the night's data, so the nightly build leaves them out and the test suite runs them once
+# (tests/test_dbt_unit_tests.py).
+NIGHTLY_EXCLUDES = ("--exclude-resource-type", "unit_test")
+
+
 def _run_dbt(env: dict[str, str], threads: int, variables: dict) -> subprocess.CompletedProcess:
     proc = subprocess.Popen(
-        _dbt_command("build", "--threads", str(threads), "--vars", json.dumps(variables)),
+        _dbt_command(
+            "build",
+            "--threads",
+            str(threads),
+            "--vars",
+            json.dumps(variables),
+            *NIGHTLY_EXCLUDES,
+        ),
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -172,6 +222,45 @@ def _run_dbt(env: dict[str, str], threads: int, variables: dict) -> subprocess.C
         crash_point("build.during_dbt")
     stdout, stderr = proc.communicate()
     return subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
+
+
+def planned_inputs(where: Paths) -> dict:
+    """The BUILD_INPUTS a nightly build would have now, found without running dbt."""
+    rules = Rules.current(where)
+    return {
+        "event_log_version": delta_store.current_version(where.event_log),
+        "quarantine_version": delta_store.current_version(where.quarantine),
+        "intake_version": delta_store.current_version(where.intake),
+        "registry_sha256": load_registry(rules.registry_dir).sha256,
+        "consortium_sha256": file_sha256(rules.consortium_file),
+        "dbt_vars": dbt_vars(consortium_vars(rules)),
+        "code_sha256": build_code_sha256(),
+    }
+
+
+def run_unit_tests(where: Paths) -> dict:
+    """Run the dbt unit tests (scoring logic on hand-written inputs) against a built warehouse.
+
+    They are left out of the nightly build (NIGHTLY_EXCLUDES) and run by the test suite once.
+    The warehouse is needed only for the column types of the models' parents.
+    """
+    rules = Rules.current(where)
+    build_dir = where.build_dir
+    env = dbt_env(where, where.build_db, build_dir, 0, 1, rules)
+    proc = subprocess.run(
+        _dbt_command(
+            "test", "--select", "test_type:unit", "--vars", json.dumps(consortium_vars(rules))
+        ),
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    summary = summarize_run_results(build_dir / "dbt_target")
+    if proc.returncode != 0:
+        tail = "\n".join(proc.stdout.splitlines()[-40:])
+        raise BuildError(f"dbt unit tests failed (exit {proc.returncode}):\n{tail}")
+    return summary
 
 
 def build(
@@ -227,14 +316,15 @@ def build(
     result = BuildResult(
         event_log_version=pinned,
         quarantine_version=quarantine_version,
-        build_db=str(target_db),
+        build_db=where.stored(target_db),
         registry_sha256=load_registry(rules.registry_dir).sha256,
         consortium_sha256=file_sha256(rules.consortium_file),
-        registry_dir=str(rules.registry_dir),
-        consortium_file=str(rules.consortium_file),
+        registry_dir=where.stored(rules.registry_dir),
+        consortium_file=where.stored(rules.consortium_file),
         dbt_vars=dbt_vars(variables),
         dbt=summary,
         intake_version=intake_version,
+        code_sha256=build_code_sha256(),
     )
     (build_dir / "build_info.json").write_text(
         json.dumps(result.as_dict(), indent=2, sort_keys=True), encoding="utf-8"

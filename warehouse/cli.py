@@ -41,7 +41,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 def cmd_build(args: argparse.Namespace) -> int:
     from warehouse.pipeline import build_step
 
-    _print(build_step(threads=args.threads))
+    _print(build_step(threads=args.threads, force=args.force))
     return 0
 
 
@@ -136,6 +136,11 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--site", action="append", help="site id (repeatable); default all")
     build = sub.add_parser("build", help="run dbt over the event log into the build warehouse")
     build.add_argument("--threads", type=int, default=None)
+    build.add_argument(
+        "--force",
+        action="store_true",
+        help="run dbt even when nothing changed since the last gated build (default: no-op)",
+    )
     build.set_defaults(func=cmd_build)
     check = sub.add_parser("check", help="run the data-quality gate over the built marts")
     check.set_defaults(func=cmd_check)

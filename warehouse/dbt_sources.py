@@ -9,6 +9,7 @@ reader aborts the interpreter at exit here.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -54,10 +55,16 @@ class Plugin(BasePlugin):
         return "table"
 
 
+def _pinned(source_config: SourceConfig) -> tuple[Path, int | None]:
+    """The Delta table's path and the version the build pinned, from the environment the build
+    sets (named in the source's meta, so the dbt project itself stays the same every night)."""
+    path = Path(os.environ[source_config["path_env"]])
+    pinned = os.environ.get(source_config["version_env"], "").strip()
+    return path, int(pinned) if pinned else None
+
+
 def _event_log(source_config: SourceConfig) -> pa.Table:
-    path = Path(str(source_config["path"]))
-    pinned = str(source_config.get("version", "") or "").strip()
-    version = int(pinned) if pinned else None
+    path, version = _pinned(source_config)
     # A fixed row order: floating-point sums depend on the order they add up in, and the
     # Delta files' own order (random names) must not leak into published bits.
     table = delta_store.read(path, EVENT_SCHEMA, version)
@@ -70,9 +77,8 @@ QUARANTINE_HIDDEN = ("raw_value", "client_pid")
 
 
 def _quarantine(source_config: SourceConfig) -> pa.Table:
-    path = Path(str(source_config["path"]))
-    pinned = str(source_config.get("version", "") or "").strip()
-    table = delta_store.read(path, QUARANTINE_SCHEMA, int(pinned) if pinned else None)
+    path, version = _pinned(source_config)
+    table = delta_store.read(path, QUARANTINE_SCHEMA, version)
     table = table.drop_columns(list(QUARANTINE_HIDDEN))
     keys = ["site_id", "source_sha256", "source_row", "rule_id", "column_name", "instrument"]
     return table.sort_by([(k, "ascending") for k in keys])
@@ -85,9 +91,8 @@ INTAKE_HIDDEN = ("source_file",)
 
 def _intake(source_config: SourceConfig) -> pa.Table:
     """Per-file intake counts (restricted/intake) at the pinned version, without file names."""
-    path = Path(str(source_config["path"]))
-    pinned = str(source_config.get("version", "") or "").strip()
-    table = delta_store.read(path, INTAKE_SCHEMA, int(pinned) if pinned else None)
+    path, version = _pinned(source_config)
+    table = delta_store.read(path, INTAKE_SCHEMA, version)
     table = table.drop_columns(list(INTAKE_HIDDEN))
     keys = ["site_id", "source_sha256", "batch_id"]
     return table.sort_by([(k, "ascending") for k in keys])

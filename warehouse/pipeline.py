@@ -17,7 +17,7 @@ from ingestion.ingest import ingest_site
 from ingestion.registry import default_registry
 from ingestion.settings import Paths, paths
 from ingestion.validate import parse_logical_date
-from warehouse.build import build
+from warehouse.build import BUILD_INPUTS, build, planned_inputs
 from warehouse.release import publish, sha256_file
 
 log = logging.getLogger(__name__)
@@ -36,22 +36,38 @@ def ingest_step(site_id: str, logical_date: str | date, where: Paths | None = No
     return ingest_site(site_id, logical_date, where=where or paths()).as_dict()
 
 
-def build_step(where: Paths | None = None, threads: int | None = None) -> dict:
-    """Rebuild the marts; identical inputs to the previous build are recorded as a no-op."""
+def build_step(where: Paths | None = None, threads: int | None = None, force: bool = False) -> dict:
+    """Rebuild the marts, unless nothing they are computed from changed since the last build
+    that passed the gate: then the build is a recorded no-op and that build stands.
+
+    `force` rebuilds regardless (e.g. to compare thread counts). A build whose inputs equal
+    the previous build's, but which had not passed the gate, still runs.
+    """
     where = where or paths()
-    info_file = where.build_dir / "build_info.json"
-    before = json.loads(info_file.read_text(encoding="utf-8")) if info_file.exists() else {}
+    before = _last_build(where)
+    if not force and before and _gated(where, before):
+        planned = planned_inputs(where)
+        if all(before.get(k) == planned[k] for k in BUILD_INPUTS):
+            audit.record(where, "build", {**planned, "no_op": True, "skipped": True})
+            return before
     result = build(where, threads=threads).as_dict()
-    inputs = (
-        "event_log_version",
-        "quarantine_version",
-        "registry_sha256",
-        "consortium_sha256",
-        "dbt_vars",
-    )
-    same = bool(before) and all(before.get(k) == result[k] for k in inputs)
-    audit.record(where, "build", {**{k: result[k] for k in inputs}, "no_op": same})
+    same = bool(before) and all(before.get(k) == result[k] for k in BUILD_INPUTS)
+    audit.record(where, "build", {**{k: result[k] for k in BUILD_INPUTS}, "no_op": same})
     return result
+
+
+def _last_build(where: Paths) -> dict:
+    info_file = where.build_dir / "build_info.json"
+    return json.loads(info_file.read_text(encoding="utf-8")) if info_file.exists() else {}
+
+
+def _gated(where: Paths, build_info: dict) -> bool:
+    """The warehouse on disk is the one `build_info` describes, and it passed the gate."""
+    gate_file = where.build_dir / "gate_result.json"
+    if not gate_file.exists() or not where.build_db.exists():
+        return False
+    gate = json.loads(gate_file.read_text(encoding="utf-8"))
+    return bool(gate.get("success")) and gate.get("build_db_sha256") == sha256_file(where.build_db)
 
 
 def _registry_ranges() -> dict[str, dict[str, tuple[float, float]]]:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import shutil
 from dataclasses import dataclass
-from pathlib import Path
 
 from ingestion.settings import Paths, paths
 from warehouse.build import BuildError, Rules, build
@@ -67,7 +66,7 @@ def rebuild(
         )
     except BuildError as exc:
         return RebuildReport(release_id, version, [], _explain(str(exc)))
-    files = export_marts(Path(result.build_db), scratch / "release")
+    files = export_marts(where.resolve(result.build_db), scratch / "release")
     rebuilt = {f["path"]: f["sha256"] for f in files if f["path"].endswith(".parquet")}
     checks = [
         FileCheck(f["path"], f["sha256"], rebuilt.get(f["path"]))

@@ -175,13 +175,13 @@ def check_calendar_dates(folder: Path, files: list[dict], allowed: bool) -> None
         )
 
 
-def copy_rules(build_info: dict, folder: Path) -> list[dict]:
+def copy_rules(build_info: dict, folder: Path, where: Paths) -> list[dict]:
     """The registry and consortium file the marts were scored with, so a rebuild can use them."""
     files = []
     rules = folder / "rules"
     (rules / "instruments").mkdir(parents=True)
-    sources = [Path(build_info["consortium_file"])]
-    sources += sorted(Path(build_info["registry_dir"]).glob("*.yml"))
+    sources = [where.resolve(build_info["consortium_file"])]
+    sources += sorted(where.resolve(build_info["registry_dir"]).glob("*.yml"))
     for source in sources:
         relative = "consortium.yml" if source == sources[0] else f"instruments/{source.name}"
         target = rules / relative
@@ -247,11 +247,11 @@ def publish(
     staging = where.releases / f".staging-{os.getpid()}"
     staging.mkdir()
     try:
-        files = export_marts(Path(build_info["build_db"]), staging)
+        files = export_marts(where.resolve(build_info["build_db"]), staging)
         allowed = bool(build_info["dbt_vars"].get("release_calendar_dates", False))
         check_calendar_dates(staging, files, allowed)
         content = content_sha256(files)
-        files += copy_rules(build_info, staging)
+        files += copy_rules(build_info, staging, where)
         version = build_info["event_log_version"]
         release_id = f"{logical_date.isoformat()}_v{version}_{content[:8]}"
         final = where.releases / release_id
