@@ -10,7 +10,7 @@ export DBT_SEND_ANONYMOUS_USAGE_STATS := False
 
 # Tests run on every core (pytest-xdist); the slowest tests are scheduled first and idle workers
 # steal queued ones. `make test-fast` is the inner loop: everything not marked slow.
-PYTEST := $(BIN)/python -m pytest -q -n auto --dist worksteal
+PYTEST := $(BIN)/python -m pytest -q -n auto --dist worksteal --durations=10
 
 .PHONY: venv demo test test-fast lint format bench clean
 
