@@ -7,12 +7,16 @@ configuration at import time, so the environment is set before anything imports 
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from datetime import UTC, date, datetime
 from pathlib import Path
 
+from ingestion.locks import LockBusyError, exclusive_lock
 from ingestion.settings import DAGS_DIR, Paths, paths
 
 DAG_ID = "bordin_nightly"
@@ -56,9 +60,61 @@ def ensure_metadata_db(where: Paths) -> None:
     stamp.write_text("ok\n", encoding="utf-8")
 
 
+class NightlyBusyError(RuntimeError):
+    """Another nightly holds this data root: two at once would race on Airflow's metadata."""
+
+
+@contextmanager
+def one_nightly(where: Paths, logical_date: date) -> Iterator[None]:
+    """Hold the data root's nightly lock, or refuse at once naming the run that holds it."""
+    lock = where.locks / "nightly.lock"
+    holder = where.locks / "nightly.holder.json"
+    with ExitStack() as stack:
+        try:
+            stack.enter_context(exclusive_lock(lock, wait=False))
+        except LockBusyError:
+            raise NightlyBusyError(
+                f"another bordin nightly is running on {where.home} ({_describe(holder)}); "
+                "wait for it to finish, then run again"
+            ) from None
+        holder.write_text(
+            json.dumps(
+                {
+                    "pid": os.getpid(),
+                    "logical_date": logical_date.isoformat(),
+                    "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
+                }
+            ),
+            encoding="utf-8",
+        )
+        try:
+            yield
+        finally:
+            holder.unlink(missing_ok=True)
+
+
+def _describe(holder: Path) -> str:
+    try:
+        info = json.loads(holder.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return "its details were not recorded"
+    return (
+        f"pid {info.get('pid')}, logical date {info.get('logical_date')}, "
+        f"started {info.get('started_at')}"
+    )
+
+
 def run_nightly(logical_date: date, where: Paths | None = None) -> str:
-    """Run bordin_nightly once for `logical_date`; returns the DagRun state."""
+    """Run bordin_nightly once for `logical_date`; returns the DagRun state.
+
+    One nightly per data root at a time: a second one is refused with the first one's details
+    (two `dag.test` runs on one SQLite metadata DB fail deep inside Airflow instead)."""
     where = configure(where)
+    with one_nightly(where, logical_date):
+        return _run_dag(logical_date, where)
+
+
+def _run_dag(logical_date: date, where: Paths) -> str:
     ensure_metadata_db(where)
     from airflow.dag_processing.dagbag import DagBag
 

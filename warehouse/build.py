@@ -224,6 +224,11 @@ def _run_dbt(env: dict[str, str], threads: int, variables: dict) -> subprocess.C
     return subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
 
 
+def _remove_unfinished(fresh: Path) -> None:
+    for path in (fresh, fresh.with_suffix(".duckdb.wal")):
+        path.unlink(missing_ok=True)
+
+
 def planned_inputs(where: Paths) -> dict:
     """The BUILD_INPUTS a nightly build would have now, found without running dbt."""
     rules = Rules.current(where)
@@ -294,24 +299,27 @@ def build(
     variables = consortium_vars(rules)
     with exclusive_writer(build_dir):
         fresh = build_dir / "warehouse.next.duckdb"
-        for stale in (fresh, fresh.with_suffix(".duckdb.wal")):
-            stale.unlink(missing_ok=True)
+        _remove_unfinished(fresh)  # a killed build's leftovers
         (build_dir / "dbt_target" / "run_results.json").unlink(missing_ok=True)
         env = dbt_env(
             where, fresh, build_dir, pinned, threads, rules, quarantine_version, intake_version
         )
-        proc = _run_dbt(env, threads, variables)
-        target = build_dir / "dbt_target"
-        summary = (
-            summarize_run_results(target)
-            if (target / "run_results.json").exists()
-            else {"counts": {}, "failures": []}
-        )
-        if proc.returncode != 0:
-            tail = "\n".join(proc.stdout.splitlines()[-30:])
-            raise BuildError(
-                f"dbt build failed (exit {proc.returncode}):\n{tail}\n{proc.stderr[-2000:]}"
+        try:
+            proc = _run_dbt(env, threads, variables)
+            target = build_dir / "dbt_target"
+            summary = (
+                summarize_run_results(target)
+                if (target / "run_results.json").exists()
+                else {"counts": {}, "failures": []}
             )
+            if proc.returncode != 0:
+                tail = "\n".join(proc.stdout.splitlines()[-30:])
+                raise BuildError(
+                    f"dbt build failed (exit {proc.returncode}):\n{tail}\n{proc.stderr[-2000:]}"
+                )
+        except BaseException:
+            _remove_unfinished(fresh)  # a failed build leaves nothing behind
+            raise
         os.replace(fresh, target_db)
     result = BuildResult(
         event_log_version=pinned,

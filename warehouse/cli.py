@@ -11,6 +11,7 @@ from datetime import UTC, date, datetime
 
 from ingestion.config_errors import ConfigError
 from ingestion.pseudonyms import MissingKeyError
+from warehouse.airflow_runner import NightlyBusyError
 
 
 def _today_utc() -> str:
@@ -173,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     try:
         code = args.func(args)
-    except (ConfigError, MissingKeyError) as exc:
+    except (ConfigError, MissingKeyError, NightlyBusyError) as exc:
         print(f"bordin: {exc}", file=sys.stderr)
         return 2
     if os.environ.get("BORDIN_TIMING"):
