@@ -71,9 +71,12 @@ def _event_log(source_config: SourceConfig) -> pa.Table:
     return table.sort_by([("site_id", "ascending"), ("site_seq", "ascending")])
 
 
-# Never loaded into the warehouse: the offending raw value (may be identifying) and the
-# client's pseudonym (a quarantine count per client would say who had problems).
-QUARANTINE_HIDDEN = ("raw_value", "client_pid")
+# Never loaded into the warehouse: the offending raw value (may be identifying), the client's
+# pseudonym (a quarantine count per client would say who had problems), the delivered file's name
+# (sites name files freely) and the data manager's message, which quotes the offending cell and
+# so can carry any text a site typed. The marts say what happened from the rule id, the column
+# and the position instead (stg_quarantine__records); the full message stays restricted.
+QUARANTINE_HIDDEN = ("raw_value", "client_pid", "source_file", "message")
 
 
 def _quarantine(source_config: SourceConfig) -> pa.Table:
