@@ -30,6 +30,7 @@ from ingestion.locks import exclusive_lock
 from ingestion.pseudonyms import PseudonymKey
 from ingestion.settings import Paths
 from tests.conftest import FIXTURES, TEST_KEY, run_bordin
+from tests.test_event_sourcing import _configure
 from tests.test_readers_qualtrics import deliver
 from tests.test_readers_spss import SITE as SPSS_SITE
 from tests.test_readers_spss import _consortium as spss_consortium
@@ -97,6 +98,18 @@ def test_cli_unknown_code_exits_non_zero_with_one_line(tiny_home: Path) -> None:
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "A9" in lines[0] and "nothing was erased" in lines[0]
     assert _erased_records(tiny_home) == []
+
+
+def test_withdrawal_file_loses_the_clients_line_too(tiny_home: Path) -> None:
+    """Not a regression (today's code handled it): the withdrawal CSV keeps working."""
+    withdrawals = {"file_glob": "withdrawals*.csv", "client_code_column": "client"}
+    _configure(tiny_home, withdrawals=withdrawals)
+    path = tiny_home / "inbox" / "alpha" / "withdrawals_1.csv"
+    path.write_text("client\nA2\nA3\n", encoding="utf-8")
+    ingest_site("alpha", DATE)
+    assert _erase("alpha", "A2").inbox_rows_removed == 3 + 1
+    assert path.read_text(encoding="utf-8") == "client\nA3\n"
+    _reingest_is_no_op("alpha")
 
 
 # --------------------------------------------------------------------------- formats

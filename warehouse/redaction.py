@@ -104,7 +104,8 @@ def _delimited(
     csv.writer(out, delimiter=delimiter, lineterminator=newline).writerows(
         [*records[:header_rows], *kept]
     )
-    data = out.getvalue().encode(codec if not bom else "utf-8-sig")
+    # A BOM is written back only when the delivered file had one.
+    data = out.getvalue().encode("utf-8-sig" if bom else codec.removesuffix("-sig"))
     return data, len(body) - len(kept)
 
 
