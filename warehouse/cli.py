@@ -100,15 +100,19 @@ def cmd_history(args: argparse.Namespace) -> int:
 
 
 def cmd_erase(args: argparse.Namespace) -> int:
-    from warehouse.erasure import erase_client
+    from warehouse.erasure import UnknownClientError, erase_client
 
-    report = erase_client(
-        args.site,
-        args.client,
-        reason=args.reason,
-        operator=args.operator,
-        on=date.fromisoformat(args.date),
-    )
+    try:
+        report = erase_client(
+            args.site,
+            args.client,
+            reason=args.reason,
+            operator=args.operator,
+            on=date.fromisoformat(args.date),
+        )
+    except UnknownClientError as exc:
+        print(f"bordin: {exc}", file=sys.stderr)
+        return 2
     _print(report.__dict__)
     return 0
 

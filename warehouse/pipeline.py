@@ -14,10 +14,12 @@ from expectations.gate import registry_range_expectations, run_gate
 from ingestion import audit
 from ingestion.consortium import load_consortium
 from ingestion.ingest import ingest_site
+from ingestion.locks import exclusive_lock
 from ingestion.registry import default_registry
 from ingestion.settings import Paths, paths
 from ingestion.validate import parse_logical_date
 from warehouse.build import BUILD_INPUTS, build, planned_inputs
+from warehouse.erasure import erasures_after, publish_lock_path
 from warehouse.release import publish, sha256_file
 
 log = logging.getLogger(__name__)
@@ -108,16 +110,33 @@ def check_step(where: Paths | None = None) -> dict:
 
 
 def release_step(logical_date: str | date, where: Paths | None = None) -> dict:
-    """Publish from the build that passed the gate; refuses a build the gate did not pass."""
+    """Publish from the build that passed the gate; refuses a build the gate did not pass, and
+    a build pinned before an erasure (it may hold the erased client: see warehouse/erasure.py).
+
+    Holds the publish lock, which an erasure holds for its whole run, so the check and the
+    publication cannot interleave with one.
+    """
     where = where or paths()
-    build_info = json.loads((where.build_dir / "build_info.json").read_text(encoding="utf-8"))
-    gate_file = where.build_dir / "gate_result.json"
-    gate = json.loads(gate_file.read_text(encoding="utf-8")) if gate_file.exists() else None
-    if not gate or not gate.get("success"):
-        raise GateFailedError("the last build has not passed the data-quality gate")
-    if gate.get("build_db_sha256") != sha256_file(where.build_db):
-        raise GateFailedError("the build changed after the gate checked it; run check again")
-    result = publish(parse_logical_date(logical_date), build_info, gate, where)
+    with exclusive_lock(publish_lock_path(where), wait=True):
+        info_file = where.build_dir / "build_info.json"
+        if not info_file.exists():
+            raise GateFailedError("there is no build to publish (removed by an erasure?): build")
+        build_info = json.loads(info_file.read_text(encoding="utf-8"))
+        pinned = build_info.get("event_log_version")
+        erased = erasures_after(where, pinned if isinstance(pinned, int) else None)
+        if erased:
+            raise GateFailedError(
+                f"an erasure was committed after this build's event log version {pinned} (at "
+                f"version {erased[-1]}), so the build may hold the erased client: rebuild first "
+                "(build, check, then release); nothing was published"
+            )
+        gate_file = where.build_dir / "gate_result.json"
+        gate = json.loads(gate_file.read_text(encoding="utf-8")) if gate_file.exists() else None
+        if not gate or not gate.get("success"):
+            raise GateFailedError("the last build has not passed the data-quality gate")
+        if gate.get("build_db_sha256") != sha256_file(where.build_db):
+            raise GateFailedError("the build changed after the gate checked it; run check again")
+        result = publish(parse_logical_date(logical_date), build_info, gate, where)
     audit.record(
         where,
         "release",
