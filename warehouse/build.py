@@ -321,20 +321,20 @@ def build(
             _remove_unfinished(fresh)  # a failed build leaves nothing behind
             raise
         os.replace(fresh, target_db)
-    result = BuildResult(
-        event_log_version=pinned,
-        quarantine_version=quarantine_version,
-        build_db=where.stored(target_db),
-        registry_sha256=load_registry(rules.registry_dir).sha256,
-        consortium_sha256=file_sha256(rules.consortium_file),
-        registry_dir=where.stored(rules.registry_dir),
-        consortium_file=where.stored(rules.consortium_file),
-        dbt_vars=dbt_vars(variables),
-        dbt=summary,
-        intake_version=intake_version,
-        code_sha256=build_code_sha256(),
-    )
-    (build_dir / "build_info.json").write_text(
-        json.dumps(result.as_dict(), indent=2, sort_keys=True), encoding="utf-8"
-    )
+        result = BuildResult(
+            event_log_version=pinned,
+            quarantine_version=quarantine_version,
+            build_db=where.stored(target_db),
+            registry_sha256=load_registry(rules.registry_dir).sha256,
+            consortium_sha256=file_sha256(rules.consortium_file),
+            registry_dir=where.stored(rules.registry_dir),
+            consortium_file=where.stored(rules.consortium_file),
+            dbt_vars=dbt_vars(variables),
+            dbt=summary,
+            intake_version=intake_version,
+            code_sha256=build_code_sha256(),
+        )
+        (build_dir / "build_info.json").write_text(
+            json.dumps(result.as_dict(), indent=2, sort_keys=True), encoding="utf-8"
+        )
     return result
