@@ -233,6 +233,22 @@ def test_symlinks_in_the_inbox_are_refused_and_never_opened(
     assert ingest_site("alpha", "2026-11-21").no_op
 
 
+def test_a_linked_data_dictionary_is_never_read(sites_home: Path, tmp_path: Path) -> None:
+    from ingestion.consortium import load_consortium
+    from ingestion.readers.redcap_dictionary import find_dictionary
+
+    doc = yaml.safe_load((sites_home / "consortium.yml").read_text())
+    doc["sites"][0]["redcap"] = {"data_dictionary_glob": "*DataDictionary*.csv"}
+    (sites_home / "consortium.yml").write_text(yaml.safe_dump(doc))
+    site = load_consortium(sites_home / "consortium.yml").site("alpha")
+    inbox = sites_home / "inbox" / "alpha"
+    inbox.mkdir(parents=True)
+    (inbox / "a_DataDictionary.csv").write_text("Variable / Field Name\n")
+    (tmp_path / "elsewhere.csv").write_text("Variable / Field Name\n")
+    (inbox / "z_DataDictionary.csv").symlink_to(tmp_path / "elsewhere.csv")
+    assert find_dictionary(inbox, site) == inbox / "a_DataDictionary.csv"
+
+
 def test_a_glob_leading_out_of_the_inbox_selects_nothing_outside(sites_home: Path) -> None:
     # The loader refuses such a glob (tests/test_consortium.py); listing confines it anyway.
     import dataclasses
