@@ -355,3 +355,22 @@ def test_refused_files_keep_the_intake_conservation_checks(tiny_built: Path) -> 
         ("alpha", "file.symlink"),
         ("alpha", "file.unsupported_type"),
     ]
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(
+    strict=True,
+    reason="dbt_project (not ingestion's to change): stg_intake__files keeps one row per "
+    "source_sha256; with per-site deliveries it must partition by (site_id, kind, sha256)",
+)
+def test_the_same_bytes_at_two_sites_count_at_both(tiny_built: Path) -> None:
+    from tests.conftest import night
+    from tests.test_release import _parquet_rows
+
+    for site in ("alpha", "beta"):  # no reader column: rejected whole at each site
+        (tiny_built / "inbox" / site / "same.csv").write_bytes(b"record_id\nZ9\n")
+    folder = Path(night("2026-11-21")["path"])
+    columns = "site_id, files_delivered, files_ingested, files_rejected"
+    rows = _parquet_rows(folder, "mart_site_intake", columns, "site_id")
+    # Night 1: one export per site; night 2: the same rejected bytes at each site.
+    assert rows == [("alpha", 2, 1, 1), ("beta", 2, 1, 1)]
