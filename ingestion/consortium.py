@@ -14,6 +14,7 @@ from typing import Any
 import yaml
 
 from ingestion.config_errors import ConfigError
+from ingestion.deliveries import glob_problem
 from ingestion.registry import Instrument, Registry, default_registry
 
 SITE_ID = re.compile(r"^[a-z][a-z0-9_]{1,31}$")
@@ -334,7 +335,9 @@ def _parse_site(doc: Any, file: Path, registry: Registry, index: int) -> SiteCon
         site_id=site_id,
         name=str(doc.get("name", site_id)),
         format=fmt,
-        file_glob=str(doc.get("file_glob", DEFAULT_GLOBS.get(fmt, "*.csv"))),
+        file_glob=_confined(
+            str(doc.get("file_glob", DEFAULT_GLOBS.get(fmt, "*.csv"))), file, f"{where}file_glob"
+        ),
         columns={str(k): str(v) for k, v in columns.items()},
         session_event_pattern=pattern,
         date_format=str(doc.get("date_format", "%Y-%m-%d")),
@@ -383,6 +386,15 @@ def _identifier_columns(
                 "an identifier is never read",
             )
     return names
+
+
+def _confined(glob: str, file: Path, key: str) -> str:
+    """A file pattern that can only select inside the site's inbox (never a parent, never an
+    absolute path: the key file or another site's inbox must be out of reach)."""
+    problem = glob_problem(glob)
+    if problem:
+        raise ConfigError(file, key, problem)
+    return glob
 
 
 def _mapping(doc: Any, file: Path, key: str, what: str) -> dict[str, Any]:
@@ -491,6 +503,8 @@ def _parse_redcap(doc: Any, file: Path, where: str, forms: list[FormMap]) -> Red
             f"{rwhere}data_dictionary_glob",
             "must be a file name pattern, e.g. *DataDictionary*.csv",
         )
+    if dictionary is not None:
+        _confined(dictionary, file, f"{rwhere}data_dictionary_glob")
     return RedcapOptions({str(k): str(v) for k, v in status.items()}, unverified, dictionary)
 
 
@@ -673,7 +687,9 @@ def _parse_withdrawals(doc: Any, file: Path, where: str, fmt: str) -> Withdrawal
         raise ConfigError(file, f"{wwhere}values", "must be a list of text values")
     has_files = doc.get("file_glob") is not None
     return WithdrawalFiles(
-        file_glob=_str(doc, "file_glob", file, wwhere) if has_files else None,
+        file_glob=_confined(_str(doc, "file_glob", file, wwhere), file, f"{wwhere}file_glob")
+        if has_files
+        else None,
         client_code_column=_str(doc, "client_code_column", file, wwhere) if has_files else None,
         reason_column=reason,
         column=column,

@@ -1,10 +1,15 @@
 """Append-only Delta tables whose idempotency lives inside the commit.
 
-Each delivered file is a Delta *app transaction* (`bordin.file.<sha256>`): the marker that a
-file was ingested is written in the same atomic log entry as its rows, so a crash can never
-leave rows without the marker or the marker without rows. Data files are written first and
-committed second; a crash in between leaves unlisted files that no reader ever sees, because
-readers list files from the Delta log (never a directory glob).
+Each delivered file is a Delta *app transaction*: the marker that a file was ingested is written
+in the same atomic log entry as its rows, so a crash can never leave rows without the marker or
+the marker without rows. A delivery is identified by site, kind and SHA-256
+(`bordin.delivery.<site>.<kind>.<sha256>`): the same bytes delivered by two sites, or as an
+export and as a withdrawal list, are different deliveries. Logs written before that carry
+only `bordin.file.<sha256>` (no site); `deliveries.Ledger` attributes those to a site. The
+events commit still writes the old marker too, for callers that ask by SHA-256 alone.
+Data files are written first and committed second; a crash in between leaves unlisted files
+that no reader ever sees, because readers list files from the Delta log (never a directory
+glob).
 
 delta-rs' own pyarrow reader aborts the interpreter at exit with pyarrow 26 (seen here), so
 reads go through DuckDB over the files the log lists.
@@ -27,11 +32,15 @@ from deltalake.transaction import AddAction
 
 from ingestion.crash_points import crash_point
 
-FILE_APP_PREFIX = "bordin.file."
+FILE_APP_PREFIX = "bordin.file."  # before per-site ids: one marker per SHA-256, any site
+DELIVERY_APP_PREFIX = "bordin.delivery."
 
 
-def file_app_id(sha256: str) -> str:
-    return f"{FILE_APP_PREFIX}{sha256}"
+def file_app_id(sha256: str, site_id: str | None = None, kind: str = "export") -> str:
+    """The marker of a delivery; without a site, the old marker (by SHA-256 alone)."""
+    if site_id is None:
+        return f"{FILE_APP_PREFIX}{sha256}"
+    return f"{DELIVERY_APP_PREFIX}{site_id}.{kind}.{sha256}"
 
 
 def exists(path: Path) -> bool:
@@ -42,10 +51,14 @@ def current_version(path: Path) -> int | None:
     return DeltaTable(str(path)).version() if exists(path) else None
 
 
-def is_committed(path: Path, sha256: str) -> bool:
+def is_committed(path: Path, sha256: str, site_id: str | None = None, kind: str = "export") -> bool:
+    """Whether the table holds this delivery's marker (without a site: the old marker only).
+
+    Exact: an old marker is not attributed to a site here; `deliveries.Ledger` does that."""
     if not exists(path):
         return False
-    return DeltaTable(str(path)).transaction_version(file_app_id(sha256)) is not None
+    app_id = file_app_id(sha256, site_id, kind)
+    return DeltaTable(str(path)).transaction_version(app_id) is not None
 
 
 def ensure_table(path: Path, schema: pa.Schema) -> None:
@@ -66,12 +79,20 @@ def append(
     file_shas: list[str],
     metadata: dict[str, str],
     written: list[tuple[str, int]] = (),
+    *,
+    site_id: str | None = None,
+    kind: str = "export",
+    deliveries: list[tuple[str, str, str]] = (),
 ) -> int:
     """Write the rows' Parquet file, then commit it with the files' markers; returns the version.
 
-    `written` names Parquet files already in the table's folder (name, rows), written by the
-    columnar engine with the table's schema: they are committed in the same transaction.
+    `file_shas` are marked as `site_id`'s deliveries of `kind` (the old marker when no site is
+    given); `deliveries` adds (site_id, kind, sha256) markers of mixed kinds. `written` names
+    Parquet files already in the table's folder (name, rows), written by the columnar engine
+    with the table's schema: they are committed in the same transaction.
     """
+    app_ids = {file_app_id(sha, site_id, kind) for sha in file_shas}
+    app_ids |= {file_app_id(sha, site, k) for site, k, sha in deliveries}
     ensure_table(path, table.schema)
     _add_new_columns(path, table.schema)
     actions = []
@@ -106,7 +127,7 @@ def append(
         mode="append",
         schema=table.schema,
         commit_properties=CommitProperties(
-            app_transactions=[Transaction(file_app_id(sha), 1) for sha in sorted(file_shas)],
+            app_transactions=[Transaction(app_id, 1) for app_id in sorted(app_ids)],
             custom_metadata=metadata,
         ),
     )

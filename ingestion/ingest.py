@@ -21,10 +21,11 @@ from pathlib import Path
 import pandas as pd
 import pyarrow as pa
 
-from ingestion import audit, delta_store
+from ingestion import audit, deliveries, delta_store
 from ingestion.columnar.engine import ColumnarSite, client_state, use_columnar
 from ingestion.consortium import Consortium, SiteConfig, load_consortium
 from ingestion.crash_points import crash_point
+from ingestion.deliveries import Found, Ledger, list_inbox, refused_digest
 from ingestion.events import (
     CONSENT_WITHDRAWN,
     EVENT_SCHEMA,
@@ -34,16 +35,16 @@ from ingestion.events import (
     SCHEMA_VERSION,
     event_id,
 )
+from ingestion.key_fingerprint import check_key
 from ingestion.locks import exclusive_lock
 from ingestion.pseudonyms import PseudonymKey, load_key
 from ingestion.quarantine import Issue, to_table
 from ingestion.readers.base import fold_into
 from ingestion.readers.dispatch import read_export
-from ingestion.readers.redcap_dictionary import is_dictionary
 from ingestion.registry import Registry, default_registry
 from ingestion.settings import Paths, paths
 from ingestion.site_state import Key, SiteState, content_of
-from ingestion.validate import parse_logical_date, validate_site_rows
+from ingestion.validate import CONTROL, client_keys, parse_logical_date, validate_site_rows
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +77,7 @@ class FileOutcome:
     source_file: str
     sha256: str
     status: str  # ingested | rejected | already_ingested | duplicate_in_batch
-    kind: str = "export"  # export | withdrawals
+    kind: str = "export"  # export | withdrawals | data_dictionary
     rows_in: int = 0
     offered: int = 0
     accepted: int = 0
@@ -115,20 +116,6 @@ def sha256_file(path: Path) -> str:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
-
-
-def _deliveries(site: SiteConfig, where: Paths) -> list[tuple[Path, str]]:
-    """(file, kind), withdrawals first, each group in name order: never arrival order."""
-    folder = where.inbox_for(site.site_id)
-    if not folder.is_dir():
-        return []
-    withdrawals: set[Path] = set()
-    if site.withdrawals and site.withdrawals.file_glob:
-        withdrawals = {p for p in folder.glob(site.withdrawals.file_glob) if p.is_file()}
-    exports = {p for p in folder.glob(site.file_glob) if p.is_file()} - withdrawals
-    return [(p, "withdrawals") for p in sorted(withdrawals)] + [
-        (p, "export") for p in sorted(exports)
-    ]
 
 
 def _batch_id(site_id: str, logical: date, shas: list[str]) -> str:
@@ -243,6 +230,7 @@ def ingest_site(
     site = consortium.site(site_id)
     key = key or load_key()
     logical = parse_logical_date(logical_date)
+    check_key(where, key)  # before anything is written: a changed key would split clients
     with exclusive_lock(where.locks / f"{site_id}.lock", wait=True):
         result = _ingest_locked(site, logical, where, registry, key)
     crash_point("ingest.after_commit_before_mark")
@@ -254,24 +242,28 @@ def _ingest_locked(
     site: SiteConfig, logical: date, where: Paths, registry: Registry, key: PseudonymKey
 ) -> SiteIngestResult:
     outcomes: list[FileOutcome] = []
-    fresh: list[tuple[Path, str, str]] = []
-    seen: set[str] = set()
-    for path, kind in _deliveries(site, where):
-        sha = sha256_file(path)
-        if sha in seen:
-            outcomes.append(FileOutcome(path.name, sha, "duplicate_in_batch", kind))
-        elif delta_store.is_committed(where.event_log, sha):
-            outcomes.append(FileOutcome(path.name, sha, "already_ingested", kind))
+    fresh: list[tuple[Found, str]] = []
+    seen: set[tuple[str, str]] = set()
+    ledger = Ledger(where.intake)
+    for found in list_inbox(site, where.inbox_for(site.site_id)):
+        # A link is never opened, not even to hash it.
+        if found.refused == deliveries.SYMLINK:
+            sha = refused_digest(site.site_id, found)
         else:
-            fresh.append((path, sha, kind))
-        seen.add(sha)
+            sha = sha256_file(found.path)
+        if (found.kind, sha) in seen:
+            outcomes.append(FileOutcome(found.name, sha, "duplicate_in_batch", found.kind))
+        elif ledger.is_ingested(where.event_log, site.site_id, found.kind, sha):
+            outcomes.append(FileOutcome(found.name, sha, "already_ingested", found.kind))
+        else:
+            fresh.append((found, sha))
+        seen.add((found.kind, sha))
     if not fresh:
         version = delta_store.current_version(where.event_log)
         return SiteIngestResult(site.site_id, logical.isoformat(), None, 0, version, outcomes)
-
-    shas = [sha for _, sha, _ in fresh]
+    shas = [sha for _, sha in fresh]
     batch_id = _batch_id(site.site_id, logical, shas)
-    exports = [p for p, _, kind in fresh if kind == "export"]
+    exports = [f.path for f, _ in fresh if f.kind == "export" and f.refused is None]
     columnar = None
     if use_columnar(site, exports, where.event_log):
         delta_store.ensure_table(where.event_log, EVENT_SCHEMA)
@@ -282,9 +274,16 @@ def _ingest_locked(
     emitter = _Emitter(state, batch_id, logical, f"site:{site.site_id}", datetime.now(UTC))
     quarantine_parts: list[pa.Table] = []
     intake_rows: list[dict] = []
-    for path, sha, kind in fresh:
-        if kind == "withdrawals":
+    for found, sha in fresh:
+        path = found.path
+        if found.refused is not None:
+            outcome, issues, pids = _refused(found, sha, site), [_refusal_issue(found, site)], {}
+        elif found.kind == "withdrawals":
             outcome, issues, pids = _ingest_withdrawals(path, sha, site, key, emitter)
+        elif found.kind == "data_dictionary":
+            # The site's REDCap data dictionary: read by the REDCap reader next to each export,
+            # never ingested as one. Recorded in intake (so a re-delivery is a no-op), no events.
+            outcome, issues, pids = FileOutcome(found.name, sha, "ingested", found.kind), [], {}
         elif columnar is not None:
             outcome, table = _ingest_export_columnar(path, sha, columnar, emitter)
             outcomes.append(outcome)
@@ -295,30 +294,70 @@ def _ingest_locked(
             outcome, issues, pids = _ingest_export(path, sha, site, registry, key, logical, emitter)
         outcomes.append(outcome)
         quarantine_parts.append(
-            to_table(issues, site.site_id, path.name, sha, batch_id, logical, pids)
+            to_table(issues, site.site_id, found.name, sha, batch_id, logical, pids)
         )
         intake_rows.append(_intake_row(outcome, site.site_id, batch_id, logical))
 
     metadata = {"bordin.batch_id": batch_id, "bordin.site_id": site.site_id}
     # Only files not yet in each table: a run that crashed between these commits and the
     # events commit, rerun with more files delivered since, must not record the first ones twice.
-    quarantine_new = [s for s in shas if not delta_store.is_committed(where.quarantine, s)]
-    if quarantine_new:
-        parts = [t for s, t in zip(shas, quarantine_parts, strict=True) if s in quarantine_new]
-        delta_store.append(where.quarantine, pa.concat_tables(parts), quarantine_new, metadata)
-    intake_new = [s for s in shas if not delta_store.is_committed(where.intake, s)]
-    if intake_new:
-        rows = [r for s, r in zip(shas, intake_rows, strict=True) if s in intake_new]
-        intake = pa.Table.from_pylist(rows, schema=INTAKE_SCHEMA)
-        delta_store.append(where.intake, intake, intake_new, metadata)
+    marks = [(site.site_id, f.kind, sha) for f, sha in fresh]
+
+    def new_in(table: Path) -> list[int]:
+        return [i for i, m in enumerate(marks) if not ledger.is_ingested(table, *m)]
+
+    if quarantine_new := new_in(where.quarantine):
+        parts = pa.concat_tables([quarantine_parts[i] for i in quarantine_new])
+        chosen = [marks[i] for i in quarantine_new]
+        delta_store.append(where.quarantine, parts, [], metadata, deliveries=chosen)
+    if intake_new := new_in(where.intake):
+        intake = pa.Table.from_pylist([intake_rows[i] for i in intake_new], schema=INTAKE_SCHEMA)
+        chosen = [marks[i] for i in intake_new]
+        delta_store.append(where.intake, intake, [], metadata, deliveries=chosen)
     events = pa.Table.from_pylist(emitter.rows, schema=EVENT_SCHEMA)
     written = columnar.pending if columnar is not None else []
-    version = delta_store.append(where.event_log, events, shas, metadata, written)
+    # The events commit also carries the old by-hash marker, so a caller asking by SHA-256
+    # alone (`delta_store.is_committed(event_log, sha)`, erasure today) still learns that some
+    # site delivered these bytes; the Ledger never takes it for this site's delivery.
+    version = delta_store.append(where.event_log, events, shas, metadata, written, deliveries=marks)
     n_events = events.num_rows + sum(rows for _, rows in written)
     log.info("site %s: %d events, log version %d", site.site_id, n_events, version)
     result = SiteIngestResult(site.site_id, logical.isoformat(), batch_id, n_events, version)
     result.files = sorted(outcomes, key=lambda o: o.source_file)
     return result
+
+
+def _refused(found: Found, sha: str, site: SiteConfig) -> FileOutcome:
+    """A file refused unread: rejected, one file-level quarantine record, no rows."""
+    return FileOutcome(found.name, sha, "rejected", found.kind, quarantine_records=1)
+
+
+def _refusal_issue(found: Found, site: SiteConfig) -> Issue:
+    if found.refused == deliveries.SYMLINK:
+        return Issue(
+            None,
+            None,
+            None,
+            "file.symlink",
+            "archive",
+            "this is a symbolic link (or lies behind one); links are never followed, so it was "
+            "not read. Deliver the file itself into the site's inbox.",
+        )
+    patterns = [site.file_glob]
+    if site.withdrawals and site.withdrawals.file_glob:
+        patterns.append(site.withdrawals.file_glob)
+    if site.data_dictionary_glob:
+        patterns.append(site.data_dictionary_glob)
+    return Issue(
+        None,
+        None,
+        None,
+        "file.unsupported_type",
+        "schema",
+        f"no reader takes this file: it matches none of the site's file patterns "
+        f"({', '.join(repr(p) for p in patterns)}); it was not read. Deliver an export in "
+        f"the site's format ({site.format}), or fix file_glob if this is one.",
+    )
 
 
 def _ingest_export(
@@ -330,10 +369,6 @@ def _ingest_export(
     logical: date,
     emitter: _Emitter,
 ) -> tuple[FileOutcome, list[Issue], dict[int, str]]:
-    if is_dictionary(path.name, site):
-        # The site's REDCap data dictionary: read by the REDCap reader next to each export,
-        # never ingested as one. Recorded in intake (so a re-delivery is a no-op), no events.
-        return FileOutcome(path.name, sha, "ingested", kind="data_dictionary"), [], {}
     read = read_export(path, site, registry)
     if read.frame is None:
         assert read.issue is not None
@@ -476,7 +511,7 @@ def _withdrawals_in_export(
 
 
 def _row_pids(frame: pd.DataFrame, site: SiteConfig, key: PseudonymKey) -> dict[int, str]:
-    codes = frame[site.columns["client_code"]].fillna("").str.strip()
+    codes = client_keys(frame[site.columns["client_code"]])
     pids = {c: key.pseudonym(site.site_id, "client", c) for c in set(codes) if c}
     return {int(r): pids[c] for r, c in zip(frame["__source_row"], codes, strict=True) if c}
 
@@ -601,6 +636,20 @@ def _ingest_withdrawals(
                     "withdrawal.client_code_blank",
                     "identity",
                     "withdrawal row has no client code",
+                )
+            )
+            outcome.quarantined += 1
+            continue
+        if CONTROL.search(code):
+            issues.append(
+                Issue(
+                    row_number,
+                    config.client_code_column,
+                    None,
+                    "withdrawal.client_code_control",
+                    "identity",
+                    "withdrawal client code contains a control character (such as NUL): it "
+                    "names no client safely; send the code again without it",
                 )
             )
             outcome.quarantined += 1

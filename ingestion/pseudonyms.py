@@ -14,6 +14,8 @@ from pathlib import Path
 KEY_ENV = "BORDIN_PSEUDONYM_KEY"
 KEY_FILE_ENV = "BORDIN_PSEUDONYM_KEY_FILE"
 ROLES = ("client", "therapist")
+# HMAC'd with the key to fingerprint it (ingestion/key_fingerprint.py); never a code's format.
+FINGERPRINT_LABEL = b"bordin:key-fingerprint:v1"
 
 
 class MissingKeyError(RuntimeError):
@@ -32,6 +34,10 @@ class PseudonymKey:
 
     def __repr__(self) -> str:
         return "PseudonymKey(<redacted>)"
+
+    def fingerprint(self) -> str:
+        """HMAC-SHA-256(key, a fixed label): tells keys apart without revealing either."""
+        return hmac.new(self._secret, FINGERPRINT_LABEL, hashlib.sha256).hexdigest()
 
     def pseudonym(self, site_id: str, role: str, code: str) -> str:
         """First 32 hex characters of HMAC-SHA-256(key, '<site>:<role>:<code stripped>')."""

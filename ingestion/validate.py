@@ -22,6 +22,7 @@ alliance administration to `items_answered >= 1`; its codes are therefore not re
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from datetime import date, datetime
 
@@ -69,6 +70,33 @@ MISSING_MARKER = "\x00missing:"
 UNLABELLED_MISSING = "user_missing"
 
 
+# A control character (C0, DEL, C1) inside a client code is a broken export, never a new client.
+# Both engines look for it after stripping ASCII whitespace only (as the columnar engine
+# strips), so a code that ends in another control character is quarantined by both.
+CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
+ASCII_SPACE = " \t\n\r\x0b\x0c"
+CLIENT_CONTROL_MESSAGE = (
+    "client code contains a control character (such as NUL or ESC): it is not taken as a new "
+    "client; the row is held, and the client's stored records stay, until the site fixes it"
+)
+
+
+def has_control(codes: pd.Series) -> pd.Series:
+    """Which codes hold a control character inside (surrounding spaces and line ends aside)."""
+    return codes.fillna("").str.strip(ASCII_SPACE).str.contains(CONTROL)
+
+
+def client_keys(codes: pd.Series) -> pd.Series:
+    """Client codes as keyed: stripped; a code with a control character without it, so the
+    quarantined row holds (is not read as deleting) the client it most likely names."""
+    stripped = codes.fillna("").str.strip()
+    control = has_control(codes)
+    if not control.any():
+        return stripped
+    cleaned = codes.fillna("").str.strip(ASCII_SPACE).str.replace(CONTROL, "", regex=True)
+    return stripped.where(~control, cleaned.str.strip())
+
+
 def missing_marker(reason: str) -> str:
     """The canonical-frame text of a file-declared missing code with this reason."""
     return MISSING_MARKER + reason
@@ -102,12 +130,20 @@ def _row_problems(
             )
         )
     client = frame[cols["client_code"]].fillna("").str.strip()
+    control = has_control(frame[cols["client_code"]])
     flag(
-        (client == "") & ~ragged,
+        (client == "") & ~control & ~ragged,
         cols["client_code"],
         "row.client_code_blank",
         "identity",
         "client code is blank: the administration cannot be attributed to a client",
+    )
+    flag(
+        control & ~ragged,
+        cols["client_code"],
+        "row.client_code_control",
+        "identity",
+        CLIENT_CONTROL_MESSAGE,
     )
     session = frame[cols["event"]].fillna("").str.extract(site.session_event_pattern, expand=False)
     session_number = pd.to_numeric(session, errors="coerce")
@@ -215,7 +251,7 @@ def validate_site_rows(
     # A broken line has no trustworthy cells: each of its questionnaires is quarantined, never
     # mistaken for "not administered".
     unreadable = set(frame.loc[frame["__ragged"], "__source_row"].astype(int))
-    client_codes = frame[cols["client_code"]].fillna("").str.strip().to_numpy()
+    client_codes = client_keys(frame[cols["client_code"]]).to_numpy()
     endings = _ending_types(frame, site)
     sessions = session_number.to_numpy(dtype=float)
     for form in site.forms:

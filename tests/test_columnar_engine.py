@@ -273,3 +273,35 @@ def test_file_level_problems_agree(case: str, tmp_path: Path, monkeypatch, key_e
     assert results["columnar"] == results["rows"]
     if case == "not_utf8":
         assert results["rows"][1] == [("file.encoding", "encoding")]
+
+
+def test_control_characters_in_client_codes_agree(tmp_path: Path, monkeypatch, key_env) -> None:
+    """Issue 12: a NUL (or any control character) inside a client code is not a new client."""
+    gad = ["1"] * 7
+    nights = [
+        [HEADER, line("K1", "T1", "1", "05.03.2026", "GAD-7", gad),
+         line("K2", "T1", "1", "05.03.2026", "GAD-7", gad)],
+        [HEADER, line("K1\x00", "T1", "1", "05.03.2026", "GAD-7", gad),  # 2: NUL inside
+         line("K2", "T1", "1", "05.03.2026", "GAD-7", gad),  # 3: unchanged
+         line("K\x1b3", "T1", "1", "05.03.2026", "GAD-7", gad),  # 4: ESC inside
+         line(" K4\x7f ", "T1", "1", "05.03.2026", "GAD-7", gad)],  # 5: DEL inside
+    ]  # fmt: skip
+    for engine in ("rows", "columnar"):
+        home = tmp_path / engine
+        deliver_all(home, 0)
+        for n, lines in enumerate(nights, start=1):
+            write(home, f"export_{n}.csv", lines)
+            result = night(home, f"2026-11-1{n}", engine == "columnar", monkeypatch)
+        (export,) = [f for f in result.files if f.source_file == "export_2.csv"]
+        # K2 accepted unchanged; lines 2, 4, 5 quarantined; K1 held (not retracted).
+        assert (export.accepted, export.quarantined, export.unchanged) == (1, 3, 1), engine
+        assert (export.recorded, export.retracted) == (0, 0), engine
+        records = [(int(r[3]), r[7], r[8], r[10]) for r in quarantine_rows(home)]
+        assert sorted(records) == [
+            (2, "row.client_code_control", "identity", "K1\x00"),
+            (4, "row.client_code_control", "identity", "K\x1b3"),
+            (5, "row.client_code_control", "identity", " K4\x7f "),
+        ], engine
+        assert len(log_rows(home)) == 2, engine
+    assert log_rows(tmp_path / "columnar") == log_rows(tmp_path / "rows")
+    assert quarantine_rows(tmp_path / "columnar") == quarantine_rows(tmp_path / "rows")

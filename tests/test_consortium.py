@@ -61,6 +61,34 @@ def test_fixture_loads() -> None:
             "exactly one group",
         ),
         (lambda d: d["sites"].append(dict(d["sites"][0])), "sites.alpha", "listed twice"),
+        # Globs select inside the site's inbox only (issue 12): never a parent or an absolute.
+        (
+            lambda d: d["sites"][0].update(file_glob="../beta/*.csv"),
+            "sites.alpha.file_glob",
+            "inside the site's inbox",
+        ),
+        (
+            lambda d: d["sites"][0].update(file_glob="/etc/*"),
+            "sites.alpha.file_glob",
+            "inside the site's inbox",
+        ),
+        (
+            lambda d: d["sites"][0].update(file_glob="exports/../../../secrets/*.key"),
+            "sites.alpha.file_glob",
+            "inside the site's inbox",
+        ),
+        (
+            lambda d: d["sites"][0].update(
+                withdrawals={"file_glob": "../../secrets/*", "client_code_column": "code"}
+            ),
+            "sites.alpha.withdrawals.file_glob",
+            "inside the site's inbox",
+        ),
+        (
+            lambda d: d["sites"][0].update(redcap={"data_dictionary_glob": "/tmp/dict*.csv"}),
+            "sites.alpha.redcap.data_dictionary_glob",
+            "inside the site's inbox",
+        ),
     ],
 )
 def test_invalid_config_names_site_and_key(tmp_path: Path, mutate, key: str, problem: str) -> None:

@@ -17,17 +17,21 @@ import duckdb
 from ingestion.columnar.load import Source, line_of
 from ingestion.consortium import SiteConfig
 from ingestion.registry import Registry
+from ingestion.validate import CLIENT_CONTROL_MESSAGE
 
 ACCEPTED, QUARANTINED, NOT_ADMINISTERED, CONFLICTED, REPEATED = 0, 1, 2, 3, 4
 # What a quarantined line keeps for its records, as one JSON text (NULL on every other line,
 # so the wide table stays narrow).
 PROBLEM_SHAPE = (
     '{"label": "VARCHAR", "client_raw": "VARCHAR", "date_raw": "VARCHAR", '
-    '"event_raw": "VARCHAR", "client_blank": "BOOLEAN", "session_bad": "BOOLEAN", '
+    '"event_raw": "VARCHAR", "client_blank": "BOOLEAN", "client_control": "BOOLEAN", '
+    '"session_bad": "BOOLEAN", '
     '"date_bad": "BOOLEAN", "date_future": "BOOLEAN", "texts": ["VARCHAR"], '
     '"bad": ["BOOLEAN"], "off": ["BOOLEAN"]}'
 )
 WHITESPACE = "' \t\n\r\x0b\x0c'"
+# The row engine's CONTROL (ingestion/validate.py) as an RE2 pattern.
+CONTROL_RE = r"'[\x00-\x1f\x7f-\x9f]'"
 # Python's str.strip() for the ASCII whitespace it strips; trim() with a character set is slow,
 # so it runs only on the rare cell that starts or ends with one of them.
 STRIP_MACRO = f"""
@@ -89,7 +93,10 @@ def classify(
     answered = " OR ".join(f"given{k}" for k in ks)
     item_problem = " OR ".join(f"bad{k} OR off{k}" for k in ks)
     future = f"coalesce(parsed_date > DATE '{logical.isoformat()}', false)"
-    row_problem = f"(client = '' OR session_value IS NULL OR parsed_date IS NULL OR {future})"
+    row_problem = (
+        f"(client = '' OR client_control OR session_value IS NULL OR parsed_date IS NULL "
+        f"OR {future})"
+    )
     con.execute(STRIP_MACRO)
     con.execute(
         f"""
@@ -104,6 +111,8 @@ def classify(
         ), keyed AS (
             SELECT *, {measure} AS instrument,
                    pystrip(coalesce(client_raw, '')) AS client,
+                   regexp_matches(pystrip(coalesce(client_raw, '')), {CONTROL_RE})
+                       AS client_control,
                    pystrip(coalesce(therapist_raw, '')) AS therapist,
                    TRY_CAST(trunc(TRY_CAST(nullif(regexp_extract(coalesce(event_raw, ''),
                             {_q(site.session_event_pattern.pattern)}, 1), '') AS DOUBLE))
@@ -136,12 +145,18 @@ def classify(
                    AS rater_role,
                {_case("instrument", {f.instrument: str(i) for i, f in enumerate(site.forms)}, "0")}
                    AS form_order,
-               client, nullif(therapist, '') AS therapist,
+               -- A code with a control character is keyed without it: its quarantined line
+               -- holds the client it most likely names (as the row engine's client_keys).
+               CASE WHEN client_control
+                    THEN pystrip(regexp_replace(client, {CONTROL_RE}, '', 'g'))
+                    ELSE client END AS client,
+               nullif(therapist, '') AS therapist,
                session_value AS session_number, parsed_date,
                CASE WHEN status = {ACCEPTED} THEN list_slice(item_values, 1, n_items) END AS items,
                CASE WHEN status = {QUARANTINED} THEN to_json(struct_pack(
                    label, client_raw, date_raw, event_raw,
-                   client_blank := client = '', session_bad := session_value IS NULL,
+                   client_blank := client = '', client_control,
+                   session_bad := session_value IS NULL,
                    date_bad := parsed_date IS NULL, date_future := {future},
                    texts := [{", ".join(f"pystrip(t{k})" for k in range(1, n + 1))}],
                    bad := [{", ".join(f"bad{k}" for k in range(1, n + 1))}],
@@ -240,6 +255,16 @@ def collect_issues(
             "row.client_code_blank",
             "identity",
             _q("client code is blank: the administration cannot be attributed to a client"),
+            "problem.client_raw",
+            2,
+        ),
+        _issue(
+            f"{quarantined} AND problem.client_control",
+            _q(cols["client_code"]),
+            "instrument",
+            "row.client_code_control",
+            "identity",
+            _q(CLIENT_CONTROL_MESSAGE),
             "problem.client_raw",
             2,
         ),

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ingestion.consortium import SiteConfig
+from ingestion.deliveries import list_inbox
 from ingestion.quarantine import Issue
 from ingestion.registry import Registry
 
@@ -66,7 +67,10 @@ def find_dictionary(folder: Path, site: SiteConfig) -> Path | None:
     glob = site.data_dictionary_glob
     if not glob or not folder.is_dir():
         return None
-    found = sorted(p for p in folder.glob(glob) if p.is_file())
+    # Never a link (or a match behind one): ingestion refuses those unread (file.symlink).
+    found = [
+        f.path for f in list_inbox(site, folder) if f.kind == "data_dictionary" and not f.refused
+    ]
     return found[-1] if found else None
 
 
