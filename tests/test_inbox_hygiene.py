@@ -358,11 +358,6 @@ def test_refused_files_keep_the_intake_conservation_checks(tiny_built: Path) -> 
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=True,
-    reason="dbt_project (not ingestion's to change): stg_intake__files keeps one row per "
-    "source_sha256; with per-site deliveries it must partition by (site_id, kind, sha256)",
-)
 def test_the_same_bytes_at_two_sites_count_at_both(tiny_built: Path) -> None:
     from tests.conftest import night
     from tests.test_release import _parquet_rows

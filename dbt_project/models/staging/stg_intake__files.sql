@@ -1,7 +1,8 @@
--- One row per delivered file (known by its SHA-256, never by its name) with the counts
--- ingestion recorded for it. A file appears once: should a night that crashed between the
--- intake and the event commits leave a row that a later night's batch repeats, one row is
--- kept, deterministically (the latest logical date, then the greatest batch id).
+-- One row per delivery (site, kind and the file's SHA-256, never its name) with the counts
+-- ingestion recorded for it: the same bytes delivered by two sites are two deliveries. A
+-- delivery appears once: should a night that crashed between the intake and the event commits
+-- leave a row that a later night's batch repeats, one row is kept, deterministically (the latest
+-- logical date, then the greatest batch id).
 select
     site_id,
     source_sha256,
@@ -22,5 +23,5 @@ select
     unchanged
 from {{ source('intake', 'files') }}
 qualify row_number() over (
-    partition by source_sha256 order by logical_date desc, batch_id desc
+    partition by site_id, kind, source_sha256 order by logical_date desc, batch_id desc
 ) = 1
