@@ -67,14 +67,30 @@ def cmd_rebuild(args: argparse.Namespace) -> int:
     for check in report.checks:
         mark = "ok      " if check.matches else "MISMATCH"
         print(f"{mark} {check.path}  {check.rebuilt or '-'}")
+    for problem in report.disk_problems:
+        print(f"ON DISK  {problem.path}: {problem.kind} ({problem.detail})")
     if report.problem:
         print(f"cannot rebuild {report.release_id}: {report.problem}")
     verdict = "reproduced" if report.reproduced else "NOT reproduced"
     print(
         f"release {report.release_id} (event log v{report.event_log_version}): {verdict}, "
         f"{sum(c.matches for c in report.checks)}/{len(report.checks)} files identical"
+        + (f", {len(report.disk_problems)} differ on disk" if report.disk_problems else "")
     )
     return 0 if report.reproduced else 1
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from warehouse.verify import format_report, verify_release
+
+    try:
+        report = verify_release(args.release)
+    except FileNotFoundError as exc:
+        print(f"bordin verify: {exc}")
+        return 1
+    for line in format_report(report):
+        print(line)
+    return 0 if report.ok else 1
 
 
 def cmd_diff(args: argparse.Namespace) -> int:
@@ -153,6 +169,13 @@ def build_parser() -> argparse.ArgumentParser:
     rebuild.add_argument("release_id")
     rebuild.add_argument("--threads", type=int, default=None)
     rebuild.set_defaults(func=cmd_rebuild)
+    verify = sub.add_parser(
+        "verify",
+        help="check every file of a release against its manifest, and the manifest against "
+        "the release ledger (exit 0 only when nothing differs)",
+    )
+    verify.add_argument("release", nargs="?", default="latest", help="release id (default latest)")
+    verify.set_defaults(func=cmd_verify)
     diff = sub.add_parser("diff", help="rows added, removed and changed per mart between releases")
     diff.add_argument("release_a")
     diff.add_argument("release_b")

@@ -34,9 +34,9 @@ def reset_demo_home(where: Paths) -> None:
     for name in DEMO_OWNED:
         target = where.home / name
         if target.exists():
-            for path in target.rglob("*"):
-                if path.is_file():
-                    path.chmod(0o644)
+            for path in target.rglob("*"):  # releases are 0444 files in 0555 folders
+                if not path.is_symlink():
+                    path.chmod(0o755 if path.is_dir() else 0o644)
             shutil.rmtree(target)
     where.home.mkdir(parents=True, exist_ok=True)
     marker.write_text("written by bordin demo\n", encoding="utf-8")

@@ -4,17 +4,21 @@ The rebuild reads the event log (and the quarantine and intake tables) at the ve
 manifest records, scores with the registry and consortium file the release carries (`rules/`;
 the consortium file also decides whether fct_session_calendar is built), builds in a scratch
 folder (never touching the nightly build) and exports the marts the same way publishing does.
+It also verifies the release folder on disk (warehouse/verify.py): a rebuild that matches the
+manifest proves nothing about a file overwritten after publishing, so any difference between the
+files on disk, the manifest and the release ledger means "not reproduced".
 """
 
 from __future__ import annotations
 
 import json
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ingestion.settings import Paths, paths
 from warehouse.build import BuildError, Rules, build
 from warehouse.release import export_marts
+from warehouse.verify import Problem, verify_release
 
 
 @dataclass(frozen=True)
@@ -34,10 +38,16 @@ class RebuildReport:
     event_log_version: int
     checks: list[FileCheck]
     problem: str | None = None
+    disk_problems: list[Problem] = field(default_factory=list)  # release folder vs manifest
 
     @property
     def reproduced(self) -> bool:
-        return self.problem is None and bool(self.checks) and all(c.matches for c in self.checks)
+        return (
+            self.problem is None
+            and not self.disk_problems
+            and bool(self.checks)
+            and all(c.matches for c in self.checks)
+        )
 
 
 def rebuild(
@@ -48,6 +58,7 @@ def rebuild(
     manifest_path = folder / "manifest.json"
     if not manifest_path.is_file():
         raise FileNotFoundError(f"no release {release_id!r} under {where.releases}")
+    disk = verify_release(release_id, where).problems
     manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
     version = int(manifest["event_log_version"])
     scratch = where.home / "scratch" / f"rebuild-{release_id}"
@@ -65,7 +76,7 @@ def rebuild(
             intake_version=manifest.get("intake_version"),
         )
     except BuildError as exc:
-        return RebuildReport(release_id, version, [], _explain(str(exc)))
+        return RebuildReport(release_id, version, [], _explain(str(exc)), disk)
     files = export_marts(where.resolve(result.build_db), scratch / "release")
     rebuilt = {f["path"]: f["sha256"] for f in files if f["path"].endswith(".parquet")}
     checks = [
@@ -74,7 +85,7 @@ def rebuild(
         if f["path"].endswith(".parquet")
     ]
     checks += [FileCheck(p, "", h) for p, h in rebuilt.items() if p not in {c.path for c in checks}]
-    return RebuildReport(release_id, version, sorted(checks, key=lambda c: c.path))
+    return RebuildReport(release_id, version, sorted(checks, key=lambda c: c.path), None, disk)
 
 
 def _explain(message: str) -> str:

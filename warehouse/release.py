@@ -3,10 +3,21 @@
 A release is assembled in a hidden staging folder next to `releases/`, fsynced, and renamed
 into place in one step; `releases/latest` is then swapped by renaming a new symlink over it.
 Readers therefore see either the previous release or the complete new one, never a half.
+
+Each release also gets one line in the release ledger (`audit/releases.jsonl`, see
+warehouse/verify.py), written after the rename and before `latest` moves. Why this order, not
+the ledger first: a ledger line must only ever describe a folder that exists, so `bordin verify`
+can treat every ledger line as a published release. A crash between the rename and the ledger
+write leaves a complete folder that `latest` does not point at and that verify reports as "not in
+ledger"; the re-run of the same night takes the no-op path (same content, same id), checks that
+folder against its own manifest and against the Parquet hashes it has just recomputed, and only
+then appends the missing line and moves `latest`. A folder that fails that check is refused, never
+recorded. Release folders and files are made read-only (0555 / 0444) before the rename.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -23,6 +34,7 @@ import pyarrow.parquet as pq
 from ingestion.crash_points import crash_point
 from ingestion.settings import REPO_ROOT, Paths, paths
 from warehouse.report import render_report
+from warehouse.verify import read_ledger, record_release, sha256_file, verify_release
 
 MARTS_SCHEMA = "marts"
 PARQUET_OPTIONS = {"compression": "zstd", "compression_level": 3, "write_statistics": True}
@@ -39,20 +51,16 @@ class CalendarDateError(RuntimeError):
     """A mart would publish calendar dates the consortium did not allow: nothing is published."""
 
 
+class UnrecordedReleaseError(RuntimeError):
+    """A release folder missing from the ledger does not match what publishing produces now."""
+
+
 @dataclass(frozen=True)
 class ReleaseResult:
     release_id: str
     path: str
     created: bool  # False when an identical release already existed (a recorded no-op)
     content_sha256: str
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def code_version() -> str:
@@ -227,9 +235,44 @@ def _point_latest(releases: Path, release_id: str) -> None:
 
 
 def _make_read_only(folder: Path) -> None:
-    for path in folder.rglob("*"):
-        if path.is_file():
-            path.chmod(0o444)
+    """Files 0444, folders 0555 (the folder itself last): nothing can be added or replaced
+    without first changing permissions (root ignores them: `bordin verify` catches that)."""
+    for path in sorted(folder.rglob("*"), reverse=True):
+        if path.is_symlink():
+            continue
+        path.chmod(0o555 if path.is_dir() else 0o444)
+    folder.chmod(0o555)
+
+
+def _remove_tree(folder: Path) -> None:
+    """Remove a (possibly read-only) staging folder, whoever runs the publish."""
+    for path in [folder, *folder.rglob("*")]:
+        if path.is_dir() and not path.is_symlink():
+            with contextlib.suppress(OSError):
+                path.chmod(0o755)
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def _parquet(files: list[dict]) -> dict[str, str]:
+    return {f["path"]: f["sha256"] for f in files if f["path"].endswith(".parquet")}
+
+
+def _record_existing(where: Paths, final: Path, content: str, files: list[dict]) -> None:
+    """Ledger line for a release folder a crashed publish renamed but did not record.
+
+    Recorded only when the folder matches its own manifest and that manifest lists exactly the
+    Parquet hashes this publish has just recomputed from the same build."""
+    report = verify_release(final.name, where)
+    if any(p.kind != "not in ledger" for p in report.problems):
+        found = "; ".join(f"{p.path}: {p.kind}" for p in report.problems)
+        raise UnrecordedReleaseError(f"release {final.name} is not in the ledger and {found}")
+    manifest = json.loads((final / "manifest.json").read_text(encoding="utf-8"))
+    if manifest.get("content_sha256") != content or _parquet(manifest["files"]) != _parquet(files):
+        raise UnrecordedReleaseError(
+            f"release {final.name} is not in the ledger and its Parquet hashes differ from "
+            "the ones this build produces: not recording it"
+        )
+    record_release(where, final.name, manifest["logical_date"], final / "manifest.json")
 
 
 def publish(
@@ -243,7 +286,7 @@ def publish(
     where = where or paths()
     where.releases.mkdir(parents=True, exist_ok=True)
     for leftover in where.releases.glob(".staging-*"):  # from a killed publish; never visible
-        shutil.rmtree(leftover, ignore_errors=True)
+        _remove_tree(leftover)
     staging = where.releases / f".staging-{os.getpid()}"
     staging.mkdir()
     try:
@@ -256,7 +299,9 @@ def publish(
         release_id = f"{logical_date.isoformat()}_v{version}_{content[:8]}"
         final = where.releases / release_id
         if final.exists():
-            shutil.rmtree(staging)
+            _remove_tree(staging)
+            if release_id not in read_ledger(where):
+                _record_existing(where, final, content, files)
             _point_latest(where.releases, release_id)
             return ReleaseResult(release_id, str(final), False, content)
         manifest = {
@@ -287,9 +332,11 @@ def publish(
         crash_point("release.before_rename")
         os.rename(staging, final)
         _fsync_tree_dir(where.releases)
-        crash_point("release.after_rename_before_latest")
+        crash_point("release.after_rename_before_latest")  # also: before the ledger line
+        record_release(where, release_id, logical_date.isoformat(), final / "manifest.json")
         _point_latest(where.releases, release_id)
         return ReleaseResult(release_id, str(final), True, content)
     except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
+        if staging.exists():
+            _remove_tree(staging)
         raise
