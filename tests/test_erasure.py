@@ -258,3 +258,22 @@ def test_a_build_racing_the_erasure_is_never_published(tiny_built: Path) -> None
     assert published["created"]
     pids = _pids_in_release(where.releases / published["release_id"])
     assert pids and pid not in pids
+
+
+def test_erasure_under_another_key_stops_before_writing(
+    tiny_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Under a different key A2's pseudonym matches nothing of the real A2; the erasure must
+    stop on the data root's key fingerprint, not erase (or tombstone) a stranger."""
+    from ingestion.key_fingerprint import KeyMismatchError
+
+    ingest_site("alpha", DATE)
+    where = Paths(tiny_home)
+    before = delta_store.current_version(where.event_log)
+    inbox = (tiny_home / "inbox" / "alpha" / "alpha_export.csv").read_bytes()
+    monkeypatch.setenv("BORDIN_PSEUDONYM_KEY", "another-key-9876543210")
+    with pytest.raises(KeyMismatchError):
+        _erase("alpha", "A2")
+    assert delta_store.current_version(where.event_log) == before
+    assert (tiny_home / "inbox" / "alpha" / "alpha_export.csv").read_bytes() == inbox
+    assert _erased_records(tiny_home) == []

@@ -31,8 +31,10 @@ import pyarrow as pa
 
 from ingestion import audit, delta_store
 from ingestion.consortium import SiteConfig, load_consortium
+from ingestion.deliveries import Ledger
 from ingestion.events import CLIENT_ERASED, EVENT_SCHEMA, SCHEMA_VERSION, event_id
 from ingestion.ingest import INTAKE_SCHEMA, sha256_file
+from ingestion.key_fingerprint import check_key
 from ingestion.locks import exclusive_lock
 from ingestion.pseudonyms import PseudonymKey, load_key
 from ingestion.quarantine import QUARANTINE_SCHEMA
@@ -68,6 +70,7 @@ class _Redaction:
     path: Path
     data: bytes
     rows: int
+    kind: str  # the delivery kind intake recorded the file under (export / withdrawals)
 
 
 def publish_lock_path(where: Paths) -> Path:
@@ -100,6 +103,7 @@ def erase_client(
     consortium = load_consortium(where.consortium_file)
     site = consortium.site(site_id)
     key = load_key()
+    check_key(where, key)  # a different key would find no client and could erase the wrong one
     # Intake's normalization: the pseudonym strips the code, and so does every match below.
     pid = key.pseudonym(site_id, "client", client_code)
     assert PID.match(pid) and re.match(r"^[a-z][a-z0-9_]{1,31}$", site_id)
@@ -127,7 +131,7 @@ def erase_client(
                 delta_store.delete_rows(table, predicate, metadata)
                 report.files_purged += len(delta_store.purge_unreferenced_files(table))
         for redaction in redactions:
-            _rewrite(redaction, where)
+            _rewrite(redaction, site_id, where)
         report.record_event_id = _record(site_id, pid, report, reason, operator, on, where)
         _drop_copies(where)
     report.releases_holding_client = _releases_holding(pid, where)
@@ -172,9 +176,9 @@ def _plan_inbox(
     planned, unreadable = [], []
     for path in sorted(p for p in folder.iterdir() if p.is_file() and not p.is_symlink()):
         if withdrawals and path.match(withdrawals):
-            fmt, column = "redcap_csv", site.withdrawals.client_code_column
+            fmt, column, kind = "redcap_csv", site.withdrawals.client_code_column, "withdrawals"
         else:
-            fmt, column = site.format, site.columns["client_code"]
+            fmt, column, kind = site.format, site.columns["client_code"], "export"
         try:
             data, rows = redact(path.read_bytes(), fmt, site, column, match)
         except Unreadable:
@@ -182,24 +186,30 @@ def _plan_inbox(
                 unreadable.append(path.name)
             continue
         if rows:
-            planned.append(_Redaction(path, data, rows))
+            planned.append(_Redaction(path, data, rows, kind))
     return planned, unreadable
 
 
-def _rewrite(redaction: _Redaction, where: Paths) -> None:
-    """Replace the file atomically; an ingested file's redacted bytes count as ingested too, so
-    tomorrow's run does not take the rewritten file for a new delivery."""
+def _rewrite(redaction: _Redaction, site_id: str, where: Paths) -> None:
+    """Replace the file atomically; an ingested file's redacted bytes count as that site's
+    delivery of the same kind too, so tomorrow's run does not take the rewritten file for a new
+    delivery."""
     path = redaction.path
     old_sha = sha256_file(path)
+    ingested = Ledger(where.intake).is_ingested(where.event_log, site_id, redaction.kind, old_sha)
     tmp = path.with_name(f".{path.name}.redacting")
     tmp.write_bytes(redaction.data)
     os.replace(tmp, path)
-    if delta_store.is_committed(where.event_log, old_sha):
+    if ingested:
         new_sha = sha256_file(path)
         meta = {"bordin.redacted_from": old_sha}
-        delta_store.append(where.quarantine, QUARANTINE_SCHEMA.empty_table(), [new_sha], meta)
-        delta_store.append(where.intake, INTAKE_SCHEMA.empty_table(), [new_sha], meta)
-        delta_store.append(where.event_log, EVENT_SCHEMA.empty_table(), [new_sha], meta)
+        marker = {"site_id": site_id, "kind": redaction.kind}
+        for table, schema in (
+            (where.quarantine, QUARANTINE_SCHEMA),
+            (where.intake, INTAKE_SCHEMA),
+            (where.event_log, EVENT_SCHEMA),
+        ):
+            delta_store.append(table, schema.empty_table(), [new_sha], meta, **marker)
 
 
 def _drop_copies(where: Paths) -> None:
