@@ -221,8 +221,11 @@ def test_second_night_on_same_inbox_is_a_recorded_no_op(nightly: Path) -> None:
 
 
 def test_failing_expectation_publishes_nothing(
-    tiny_home: Path, airflow_ready: Path, tmp_path: Path
+    tiny_built: Path, airflow_ready: Path, tmp_path: Path
 ) -> None:
+    """From a gated build (so the night's build is a no-op): the gate runs again with a planted
+    impossible expectation, fails, and the night publishes nothing."""
+    tiny_home = tiny_built
     extra = tmp_path / "impossible.yml"
     extra.write_text(
         "fct_alliance_session:\n"

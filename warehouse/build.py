@@ -229,6 +229,14 @@ def _remove_unfinished(fresh: Path) -> None:
         path.unlink(missing_ok=True)
 
 
+def default_threads() -> int:
+    """dbt runs independent models and tests side by side on every core. The marts' bytes do
+    not depend on it: each model's SQL runs on one DuckDB thread (profiles.yml), which is what
+    fixes the order floating-point sums add up in."""
+    configured = os.environ.get("BORDIN_DBT_THREADS", "").strip()
+    return int(configured) if configured else max(1, os.cpu_count() or 1)
+
+
 def planned_inputs(where: Paths) -> dict:
     """The BUILD_INPUTS a nightly build would have now, found without running dbt."""
     rules = Rules.current(where)
@@ -288,7 +296,7 @@ def build(
     where = where or paths()
     build_dir = build_dir or where.build_dir
     rules = rules or Rules.current(where)
-    threads = threads or int(os.environ.get("BORDIN_DBT_THREADS", "1"))
+    threads = threads or default_threads()
     pinned = delta_store.current_version(where.event_log) if version is None else version
     if version is None:
         quarantine_version = delta_store.current_version(where.quarantine)
