@@ -8,9 +8,9 @@ export DO_NOT_TRACK := 1
 export GX_ANALYTICS_ENABLED := False
 export DBT_SEND_ANONYMOUS_USAGE_STATS := False
 
-# Tests run on every core (pytest-xdist); the heaviest slow tests are scheduled first and each
-# worker takes the next one as it finishes. `make test-fast` is the inner loop: not marked slow.
-PYTEST := $(BIN)/python -m pytest -q -n auto --dist load --durations=10
+# Tests run on every core (pytest-xdist); the heaviest slow tests are scheduled first, and an
+# idle worker steals queued ones. `make test-fast` is the inner loop: not marked slow.
+PYTEST := $(BIN)/python -m pytest -q -n auto --dist worksteal --durations=10
 
 .PHONY: venv demo test test-fast lint format bench clean
 
