@@ -19,6 +19,8 @@ from pathlib import Path
 import pytest
 from filelock import FileLock
 
+from warehouse import parse_cache
+
 REPO = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 TEST_KEY = "test-key-0123456789"
@@ -141,6 +143,16 @@ def shared(tmp_path_factory: pytest.TempPathFactory) -> SharedRoots:
     if os.environ.get("PYTEST_XDIST_WORKER"):
         base = base.parent  # the run's folder, shared by every worker
     return SharedRoots(base / "shared-roots")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _shared_dbt_parse(shared: SharedRoots) -> Iterator[None]:
+    """Every data root's first build starts from the parse an earlier build saved (dbt checks
+    it still holds): a full parse of the project costs about 8 s per fresh root."""
+    mp = pytest.MonkeyPatch()
+    mp.setenv(parse_cache.ENV, str(shared.folder.parent / "dbt-parse-cache"))
+    yield
+    mp.undo()
 
 
 def _with_root(root: Path) -> pytest.MonkeyPatch:

@@ -23,8 +23,8 @@ def test_failed_dbt_build_leaves_no_partial_files(
     for site in site_ids(where):
         ingest_step(site, "2026-11-20", where)
 
-    def failing_dbt(env: dict[str, str], threads: int, variables: dict):
-        fresh = Path(env["BORDIN_BUILD_DB"])
+    def failing_dbt(env: dict[str, str], build_dir: Path, threads: int, variables: dict):
+        fresh = build_dir / env["BORDIN_BUILD_DB"]
         fresh.write_bytes(b"half a database")
         fresh.with_suffix(".duckdb.wal").write_bytes(b"\0" * 1024)
         return subprocess.CompletedProcess(["dbt"], 2, "Compilation Error in model x", "")

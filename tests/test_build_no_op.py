@@ -26,7 +26,7 @@ class DbtRan(Exception):
 def dbt_calls(monkeypatch: pytest.MonkeyPatch) -> list[dict]:
     calls: list[dict] = []
 
-    def stand_in(env: dict[str, str], threads: int, variables: dict):
+    def stand_in(env: dict[str, str], build_dir: Path, threads: int, variables: dict):
         calls.append(variables)
         raise DbtRan
 

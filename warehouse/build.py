@@ -27,6 +27,7 @@ from ingestion.consortium import load_consortium
 from ingestion.crash_points import crash_point
 from ingestion.registry import load_registry
 from ingestion.settings import DBT_PROJECT_DIR, INSTRUMENTS_DIR, REPO_ROOT, Paths, paths
+from warehouse import parse_cache
 from warehouse.writer_lock import exclusive_writer
 
 
@@ -135,7 +136,9 @@ def dbt_env(
     env.update(
         {
             "BORDIN_HOME": str(where.home),
-            "BORDIN_BUILD_DB": str(build_db),
+            # Relative to the build folder dbt runs in: dbt hashes the profile's values to decide
+            # whether its saved parse still holds, and an absolute path would differ per root.
+            "BORDIN_BUILD_DB": os.path.relpath(build_db, build_dir),
             "BORDIN_EVENT_LOG": str(where.event_log),
             "BORDIN_EVENT_LOG_VERSION": str(version),
             "BORDIN_QUARANTINE": str(where.quarantine),
@@ -144,8 +147,8 @@ def dbt_env(
             else str(quarantine_version),
             "BORDIN_INTAKE": str(where.intake),
             "BORDIN_INTAKE_VERSION": "" if intake_version is None else str(intake_version),
-            "BORDIN_CONSORTIUM": str(rules.consortium_file),
-            "BORDIN_REGISTRY_DIR": str(rules.registry_dir),
+            "BORDIN_CONSORTIUM": str(Path(rules.consortium_file).resolve()),
+            "BORDIN_REGISTRY_DIR": str(Path(rules.registry_dir).resolve()),
             "BORDIN_DBT_THREADS": str(threads),
             "DBT_TARGET_PATH": str(build_dir / "dbt_target"),
             "DBT_LOG_PATH": str(build_dir / "dbt_logs"),
@@ -201,7 +204,10 @@ def file_sha256(path: Path) -> str:
 NIGHTLY_EXCLUDES = ("--exclude-resource-type", "unit_test")
 
 
-def _run_dbt(env: dict[str, str], threads: int, variables: dict) -> subprocess.CompletedProcess:
+def _run_dbt(
+    env: dict[str, str], build_dir: Path, threads: int, variables: dict
+) -> subprocess.CompletedProcess:
+    parse_cache.restore(build_dir / "dbt_target")
     proc = subprocess.Popen(
         _dbt_command(
             "build",
@@ -212,6 +218,7 @@ def _run_dbt(env: dict[str, str], threads: int, variables: dict) -> subprocess.C
             *NIGHTLY_EXCLUDES,
         ),
         env=env,
+        cwd=build_dir,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -221,6 +228,8 @@ def _run_dbt(env: dict[str, str], threads: int, variables: dict) -> subprocess.C
         time.sleep(3)  # let dbt get going, then die mid-build
         crash_point("build.during_dbt")
     stdout, stderr = proc.communicate()
+    if proc.returncode == 0:
+        parse_cache.keep(build_dir / "dbt_target")
     return subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
 
 
@@ -265,6 +274,7 @@ def run_unit_tests(where: Paths) -> dict:
             "test", "--select", "test_type:unit", "--vars", json.dumps(consortium_vars(rules))
         ),
         env=env,
+        cwd=build_dir,
         capture_output=True,
         text=True,
         check=False,
@@ -313,7 +323,7 @@ def build(
             where, fresh, build_dir, pinned, threads, rules, quarantine_version, intake_version
         )
         try:
-            proc = _run_dbt(env, threads, variables)
+            proc = _run_dbt(env, build_dir, threads, variables)
             target = build_dir / "dbt_target"
             summary = (
                 summarize_run_results(target)
