@@ -81,7 +81,12 @@ def make_template(root: Path, fixture: str) -> Path:
 
 
 def _env(home: Path, crash_at: str | None = None) -> dict[str, str]:
-    env = {**os.environ, "BORDIN_HOME": str(home), "BORDIN_PSEUDONYM_KEY": KEY}
+    env = {
+        **os.environ,
+        "BORDIN_HOME": str(home),
+        "BORDIN_PSEUDONYM_KEY": KEY,
+        "BORDIN_QUIET_PERIOD_SECONDS": "0",  # the inbox was copied in a moment ago
+    }
     env.pop("BORDIN_PSEUDONYM_KEY_FILE", None)
     env.pop("BORDIN_CRASH_AT", None)
     if crash_at:

@@ -119,7 +119,11 @@ def main() -> None:
             generate(source, lines)
             print(f"generated {lines:,} lines in {time.perf_counter() - t0:.1f}s")
         print(f"export: {source.stat().st_size / 1e9:.2f} GB")
-        env = {**os.environ, "BORDIN_PSEUDONYM_KEY": "bench-key-0123456789abcdef"}
+        env = {
+            **os.environ,
+            "BORDIN_PSEUDONYM_KEY": "bench-key-0123456789abcdef",
+            "BORDIN_QUIET_PERIOD_SECONDS": "0",  # the export was copied in a moment ago
+        }
         for n in range(1, args.repeats + 1):
             baseline = [
                 sys.executable,

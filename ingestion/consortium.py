@@ -13,6 +13,7 @@ from typing import Any
 
 import yaml
 
+from ingestion.arrival import ArrivalOptions
 from ingestion.config_errors import ConfigError
 from ingestion.deliveries import glob_problem
 from ingestion.registry import Instrument, Registry, default_registry
@@ -35,11 +36,16 @@ QUALTRICS_IDENTIFYING = (
     "LocationLongitude",
 )
 DELIVERY_MODES = {"snapshot", "incremental"}
+# A snapshot site's nightly export rarely deletes more than a few records; one that would
+# retract more than this share of what the site holds is far likelier cut off or filtered by
+# mistake, and is rejected whole. A site whose deletions are real raises it in its config.
+MAX_RETRACTION_DEFAULT = 0.1
 REQUIRED_COLUMNS = ("client_code", "therapist_code", "session_date", "event")
 # A missing-code reason label lands in the event log and the warehouse: a short controlled
 # word (refused, not_applicable, dont_know), never free text.
 REASON_LABEL = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
 SPSS_KEYS = ("event_from_labels",)
+ARRIVAL_KEYS = ("quiet_period_seconds", "completion_marker", "final_newline")
 
 
 @dataclass(frozen=True)
@@ -171,8 +177,8 @@ class SiteConfig:
     # amended and retracted events); incremental: exports only add or correct.
     delivery: str = "snapshot"
     # A snapshot that would retract more than this share of the site's current records is
-    # treated as a broken export and rejected whole instead.
-    max_retraction_fraction: float = 0.5
+    # treated as a broken export and rejected whole instead (see MAX_RETRACTION_DEFAULT).
+    max_retraction_fraction: float = MAX_RETRACTION_DEFAULT
     withdrawals: WithdrawalFiles | None = None
     qualtrics: QualtricsOptions | None = None
     redcap: RedcapOptions | None = None
@@ -190,6 +196,7 @@ class SiteConfig:
     # (never a value, never out of range) whose reason is kept in the event's `item_missing`.
     # Compared on the stripped text and, for numeric codes, on the number ("99.0" is 99).
     missing_codes: dict[str, str] = field(default_factory=dict)
+    arrival: ArrivalOptions = field(default_factory=ArrivalOptions)
 
     @property
     def data_dictionary_glob(self) -> str | None:
@@ -291,7 +298,7 @@ def _parse_site(doc: Any, file: Path, registry: Registry, index: int) -> SiteCon
         raise ConfigError(
             file, f"{where}delivery", f"must be one of {sorted(DELIVERY_MODES)}, got {delivery!r}"
         )
-    fraction = doc.get("max_retraction_fraction", 0.5)
+    fraction = doc.get("max_retraction_fraction", MAX_RETRACTION_DEFAULT)
     if not isinstance(fraction, int | float) or not 0 <= fraction <= 1:
         raise ConfigError(file, f"{where}max_retraction_fraction", "must be a number in 0..1")
     withdrawals = _parse_withdrawals(doc.get("withdrawals"), file, where, fmt)
@@ -355,6 +362,7 @@ def _parse_site(doc: Any, file: Path, registry: Registry, index: int) -> SiteCon
         ending=ending,
         spss=spss,
         missing_codes=missing_codes,
+        arrival=_parse_arrival(doc.get("arrival"), file, where),
     )
 
 
@@ -604,6 +612,37 @@ def _parse_spss(doc: Any, file: Path, where: str) -> SpssOptions:
     if not isinstance(labels, bool):
         raise ConfigError(file, f"{swhere}event_from_labels", "must be true or false")
     return SpssOptions(event_from_labels=labels)
+
+
+def _parse_arrival(doc: Any, file: Path, where: str) -> ArrivalOptions:
+    """`arrival: {quiet_period_seconds, completion_marker, final_newline}`; all optional."""
+    if doc is None:
+        return ArrivalOptions()
+    awhere = f"{where}arrival."
+    if not isinstance(doc, dict):
+        raise ConfigError(file, f"{where}arrival", f"must be a mapping: {', '.join(ARRIVAL_KEYS)}")
+    unknown = sorted(set(doc) - set(ARRIVAL_KEYS), key=str)
+    if unknown:
+        raise ConfigError(
+            file, f"{awhere}{unknown[0]}", f"is not a known key ({', '.join(ARRIVAL_KEYS)})"
+        )
+    defaults = ArrivalOptions()
+    quiet = doc.get("quiet_period_seconds", defaults.quiet_period_seconds)
+    if isinstance(quiet, bool) or not isinstance(quiet, int) or quiet < 0:
+        raise ConfigError(file, f"{awhere}quiet_period_seconds", "must be a whole number >= 0")
+    marker = doc.get("completion_marker")
+    if marker is not None and (
+        not isinstance(marker, str) or not marker.strip() or "/" in marker or "\\" in marker
+    ):
+        raise ConfigError(
+            file,
+            f"{awhere}completion_marker",
+            "must be the suffix the site appends to a finished export's name, e.g. '.done'",
+        )
+    newline = doc.get("final_newline", defaults.final_newline)
+    if not isinstance(newline, bool):
+        raise ConfigError(file, f"{awhere}final_newline", "must be true or false")
+    return ArrivalOptions(quiet, marker, newline)
 
 
 def _parse_missing_codes(

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 import pyarrow as pa
 
 from ingestion import delta_store
+from ingestion.arrival import is_marker
 
 if TYPE_CHECKING:
     from ingestion.consortium import SiteConfig
@@ -62,7 +63,8 @@ def list_inbox(site: SiteConfig, folder: Path) -> list[Found]:
     """Every file of the site's inbox, withdrawals first, each group in name order.
 
     Hidden files (a name starting with '.', e.g. an upload still being written) are left for a
-    later night. A glob match outside the inbox is dropped (the loader already refuses such
+    later night; a site's completion markers (`arrival.completion_marker`) are signals, not
+    deliveries. A glob match outside the inbox is dropped (the loader already refuses such
     globs); a symbolic link, or a file whose real path leaves the inbox, is refused.
     """
     if not folder.is_dir():
@@ -77,17 +79,16 @@ def list_inbox(site: SiteConfig, folder: Path) -> list[Found]:
                 "site %s: a file pattern leaves the inbox; it selects nothing", site.site_id
             )
             return set()
-        return {p for p in folder.glob(glob) if not p.name.startswith(".")}
+        return {p for p in folder.glob(glob) if delivered(p.name)}
+
+    def delivered(name: str) -> bool:
+        return not name.startswith(".") and not is_marker(name, site.arrival)
 
     withdrawals = selected(site.withdrawals.file_glob if site.withdrawals else None)
     dictionaries = selected(site.data_dictionary_glob) - withdrawals
     exports = selected(site.file_glob) - withdrawals - dictionaries
     others = (
-        {
-            p
-            for p in folder.iterdir()
-            if not p.name.startswith(".") and (p.is_symlink() or p.is_file())
-        }
+        {p for p in folder.iterdir() if delivered(p.name) and (p.is_symlink() or p.is_file())}
         - withdrawals
         - dictionaries
         - exports

@@ -22,6 +22,7 @@ import pandas as pd
 import pyarrow as pa
 
 from ingestion import audit, deliveries, delta_store
+from ingestion.arrival import still_arriving, truncation
 from ingestion.columnar.engine import ColumnarSite, client_state, use_columnar
 from ingestion.consortium import Consortium, SiteConfig, load_consortium
 from ingestion.crash_points import crash_point
@@ -76,7 +77,9 @@ INTAKE_SCHEMA = pa.schema(
 class FileOutcome:
     source_file: str
     sha256: str
-    status: str  # ingested | rejected | already_ingested | duplicate_in_batch
+    # ingested | rejected | already_ingested | duplicate_in_batch | waiting (still arriving:
+    # not read, nothing recorded, read on a later run; `detail` says why)
+    status: str
     kind: str = "export"  # export | withdrawals | data_dictionary
     rows_in: int = 0
     offered: int = 0
@@ -89,6 +92,7 @@ class FileOutcome:
     retracted: int = 0
     withdrawn: int = 0
     unchanged: int = 0
+    detail: str | None = None
 
 
 @dataclass
@@ -249,6 +253,10 @@ def _ingest_locked(
         # A link is never opened, not even to hash it.
         if found.refused == deliveries.SYMLINK:
             sha = refused_digest(site.site_id, found)
+        elif waiting := still_arriving(found.path, site.arrival):
+            outcomes.append(FileOutcome(found.name, "", "waiting", found.kind, detail=waiting))
+            log.info("site %s: %s is still arriving (%s)", site.site_id, found.name, waiting)
+            continue
         else:
             sha = sha256_file(found.path)
         if (found.kind, sha) in seen:
@@ -276,8 +284,11 @@ def _ingest_locked(
     intake_rows: list[dict] = []
     for found, sha in fresh:
         path = found.path
+        cut = truncation(path, site) if found.kind == "export" and not found.refused else None
         if found.refused is not None:
             outcome, issues, pids = _refused(found, sha, site), [_refusal_issue(found, site)], {}
+        elif cut is not None:
+            outcome, issues, pids = _refused(found, sha, site), [cut], {}
         elif found.kind == "withdrawals":
             outcome, issues, pids = _ingest_withdrawals(path, sha, site, key, emitter)
         elif found.kind == "data_dictionary":

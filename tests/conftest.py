@@ -28,6 +28,9 @@ TEST_KEY = "test-key-0123456789"
 os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("DBT_SEND_ANONYMOUS_USAGE_STATS", "False")
+# Tests write a file and ingest it at once: no quiet period (ingestion/arrival.py), except in
+# tests/test_arrival.py, which removes this to test the waiting itself.
+os.environ["BORDIN_QUIET_PERIOD_SECONDS"] = "0"
 
 
 @pytest.fixture

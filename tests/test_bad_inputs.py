@@ -43,13 +43,15 @@ CASES = [
     Case("empty.csv", "rejected", 0, (0, 0, 0, 0), [(None, None, "file.empty", "parse")]),
     # A header and no rows: a site's first delivery may be empty (fine, nothing happens).
     Case("header_only.csv", "ingested", 0, (0, 0, 0, 0), []),
-    # Line 4 lost its last 6 PHQ-9 cells and its newline: both its administrations held.
+    # Line 4 lost its last 6 PHQ-9 cells and its newline: the export was cut off. The site
+    # sends snapshots, where a cut file would retract what it lost: refused whole (issue 12;
+    # tests/test_arrival.py has the incremental case, where the complete lines stand).
     Case(
         "truncated_last_line.csv",
-        "ingested",
-        3,
-        (6, 4, 2, 0),
-        [(4, W, "row.field_count", "parse"), (4, P, "row.field_count", "parse")],
+        "rejected",
+        0,
+        (0, 0, 0, 0),
+        [(None, None, "file.truncated", "parse")],
     ),
     # Line 3's therapist is "Dr Müller" in cp1252 (byte 0xfc): not UTF-8, refused whole.
     Case(

@@ -44,6 +44,8 @@ sites:
       decimal: ","
       encoding: utf-8
     identifier_columns: [Name]
+    # Night 2 retracts 1 of 6 administrations, above the 10 % default; night 3 still trips it.
+    max_retraction_fraction: 0.5
     withdrawals: {{file_glob: "withdraw*.csv", client_code_column: code, reason_column: reason}}
     forms:
       - {{instrument: wai_sr, rater_role: client, item_column_template: "wai_{{n}}"}}
@@ -86,7 +88,7 @@ NIGHT1 = [
     line("K4", "T4", "4", "26.03.2026", "WAI-SR", WAI) + ";x;y;z",  # 21 three too many
     line("K5", " ", "1", "05.03.2026", "GAD-7", GAD),  # 22 accepted, no therapist
     line("K5", "T5", "2", "12.03.2026", "GAD-7", ["0", "0", "", "0", "0", "0", "0"]),  # 23 ok
-    "K7;T7;1;05.03",  # 24 truncated last line, no newline
+    "K7;T7;1;05.03",  # 24 short last line (its line break kept: a cut file is file.truncated)
 ]
 NIGHT1_RULES = [
     (5, "item.out_of_range", "range"),
@@ -131,7 +133,7 @@ def deliver_all(home: Path, upto: int) -> None:
     home.mkdir(parents=True, exist_ok=True)
     (home / "consortium.yml").write_text(CONSORTIUM, encoding="utf-8")
     if upto >= 1:
-        write(home, "export_1.csv", NIGHT1, newline=False)
+        write(home, "export_1.csv", NIGHT1)
     if upto >= 2:
         (home / "inbox" / SITE / "export_1.csv").unlink()
         write(home, "export_2.csv", NIGHT2)

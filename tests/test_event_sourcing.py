@@ -68,6 +68,7 @@ def alpha(home: Path) -> Path:
 
 
 def test_snapshot_changes_become_amend_and_retract_events(alpha: Path) -> None:
+    _configure(alpha, max_retraction_fraction=0.5)  # 2 of 6 retracted: above the 10 % default
     base = [_row("C1", 1, 3, 1), _row("C1", 2, 3, 1), _row("C2", 1, 4, 2)]
     _export(alpha, "night1.csv", base)
     first = _night(alpha)

@@ -29,6 +29,8 @@ import csv
 import datetime
 import json
 import math
+import os
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -798,6 +800,16 @@ def _stamp_sav(target: Path, when: datetime.date) -> None:
     target.write_bytes(bytes(raw))
 
 
+def _delivered_on(inbox: Path, logical_date: datetime.date) -> None:
+    """Date the exports as delivered on the logical date, as a site's upload would be: files
+    written a moment ago are still inside the inbox's quiet period (ingestion/arrival.py)."""
+    midnight = datetime.datetime.combine(logical_date, datetime.time(), datetime.UTC)
+    stamp = min(midnight.timestamp(), time.time() - 86_400)
+    for path in sorted(inbox.rglob("*")):
+        if path.is_file():
+            os.utime(path, (stamp, stamp))
+
+
 def write_demo_consortium(
     home: Path, seed: int = DEMO_SEED, logical_date: datetime.date = DEMO_LOGICAL_DATE
 ) -> DemoSummary:
@@ -840,6 +852,7 @@ def write_demo_consortium(
             dictionary = inbox / f"{site.site_id}_DataDictionary_{stamp}.csv"
             _write_csv(dictionary, _dictionary_rows(site, registry))
         files.append(target)
+    _delivered_on(home / "inbox", logical_date)
 
     return DemoSummary(
         sites=[site.site_id for site in DEMO_SITES],
