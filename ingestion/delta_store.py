@@ -31,6 +31,7 @@ from deltalake.exceptions import DeltaError
 from deltalake.transaction import AddAction
 
 from ingestion.crash_points import crash_point
+from ingestion.disk_space import named_when_full
 
 FILE_APP_PREFIX = "bordin.file."  # before per-site ids: one marker per SHA-256, any site
 DELIVERY_APP_PREFIX = "bordin.delivery."
@@ -91,6 +92,20 @@ def append(
     Parquet files already in the table's folder (name, rows), written by the columnar engine
     with the table's schema: they are committed in the same transaction.
     """
+    with named_when_full(path, table.nbytes, f"writing {table.num_rows:,} rows to {path.name}"):
+        return _append(path, table, file_shas, metadata, written, site_id, kind, deliveries)
+
+
+def _append(
+    path: Path,
+    table: pa.Table,
+    file_shas: list[str],
+    metadata: dict[str, str],
+    written: list[tuple[str, int]],
+    site_id: str | None,
+    kind: str,
+    deliveries: list[tuple[str, str, str]],
+) -> int:
     app_ids = {file_app_id(sha, site_id, kind) for sha in file_shas}
     app_ids |= {file_app_id(sha, site, k) for site, k, sha in deliveries}
     ensure_table(path, table.schema)

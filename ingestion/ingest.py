@@ -27,6 +27,7 @@ from ingestion.columnar.engine import ColumnarSite, client_state, use_columnar
 from ingestion.consortium import Consortium, SiteConfig, load_consortium
 from ingestion.crash_points import crash_point
 from ingestion.deliveries import Found, Ledger, list_inbox, refused_digest
+from ingestion.disk_space import named_when_full, tree_bytes
 from ingestion.events import (
     CONSENT_WITHDRAWN,
     EVENT_SCHEMA,
@@ -235,7 +236,11 @@ def ingest_site(
     key = key or load_key()
     logical = parse_logical_date(logical_date)
     check_key(where, key)  # before anything is written: a changed key would split clients
-    with exclusive_lock(where.locks / f"{site_id}.lock", wait=True):
+    inbox = where.inbox_for(site_id)
+    with (
+        exclusive_lock(where.locks / f"{site_id}.lock", wait=True),
+        named_when_full(where.home, tree_bytes(inbox), f"ingesting site {site_id}'s inbox"),
+    ):
         result = _ingest_locked(site, logical, where, registry, key)
     crash_point("ingest.after_commit_before_mark")
     audit.record(where, "ingest", result.as_dict())

@@ -21,10 +21,11 @@ from pathlib import Path
 
 import yaml
 
-from ingestion import delta_store
+from ingestion import delta_store, disk_space
 from ingestion.config_errors import ConfigError
 from ingestion.consortium import load_consortium
 from ingestion.crash_points import crash_point
+from ingestion.disk_space import output_says_disk_full
 from ingestion.registry import load_registry
 from ingestion.settings import DBT_PROJECT_DIR, INSTRUMENTS_DIR, REPO_ROOT, Paths, paths
 from warehouse import parse_cache
@@ -233,6 +234,12 @@ def _run_dbt(
     return subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
 
 
+def where_size(where: Paths) -> int:
+    """The event log's size: a first warehouse takes about as much (its tables are the
+    log's rows, scored)."""
+    return disk_space.tree_bytes(where.event_log)
+
+
 def _remove_unfinished(fresh: Path) -> None:
     for path in (fresh, fresh.with_suffix(".duckdb.wal")):
         path.unlink(missing_ok=True)
@@ -330,6 +337,9 @@ def build(
                 if (target / "run_results.json").exists()
                 else {"counts": {}, "failures": []}
             )
+            if proc.returncode != 0 and output_says_disk_full(proc.stdout + proc.stderr):
+                needed = max(disk_space.tree_bytes(target_db), where_size(where))
+                raise disk_space.DiskFullError(build_dir, needed, "building the warehouse")
             if proc.returncode != 0:
                 tail = "\n".join(proc.stdout.splitlines()[-30:])
                 raise BuildError(

@@ -10,6 +10,7 @@ import time
 from datetime import UTC, date, datetime
 
 from ingestion.config_errors import ConfigError
+from ingestion.disk_space import DiskFullError
 from ingestion.pseudonyms import MissingKeyError
 from warehouse.airflow_runner import NightlyBusyError
 
@@ -201,7 +202,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     try:
         code = args.func(args)
-    except (ConfigError, MissingKeyError, NightlyBusyError) as exc:
+    except (ConfigError, MissingKeyError, NightlyBusyError, DiskFullError) as exc:
         print(f"bordin: {exc}", file=sys.stderr)
         return 2
     if os.environ.get("BORDIN_TIMING"):

@@ -32,6 +32,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ingestion.crash_points import crash_point
+from ingestion.disk_space import named_when_full, tree_bytes
 from ingestion.settings import REPO_ROOT, Paths, paths
 from warehouse.report import render_report
 from warehouse.verify import read_ledger, record_release, sha256_file, verify_release
@@ -284,6 +285,19 @@ def publish(
 ) -> ReleaseResult:
     """Write releases/<id>/ atomically; an identical existing release is a recorded no-op."""
     where = where or paths()
+    # A release holds the marts twice (Parquet and marts.duckdb), each about the build's size.
+    needed = 2 * tree_bytes(where.resolve(build_info["build_db"]))
+    with named_when_full(where.releases, needed, "publishing the release"):
+        return _publish(logical_date, build_info, gate_summary, where, extra_manifest)
+
+
+def _publish(
+    logical_date: date,
+    build_info: dict,
+    gate_summary: dict,
+    where: Paths,
+    extra_manifest: dict | None,
+) -> ReleaseResult:
     where.releases.mkdir(parents=True, exist_ok=True)
     for leftover in where.releases.glob(".staging-*"):  # from a killed publish; never visible
         _remove_tree(leftover)
