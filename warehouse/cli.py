@@ -137,7 +137,7 @@ def cmd_erase(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from warehouse.demo import run_demo
 
-    return run_demo(seed=args.seed)
+    return run_demo(seed=args.seed, clients=args.clients)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -145,6 +145,13 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     demo = sub.add_parser("demo", help="write a synthetic consortium and run the nightly DAG")
     demo.add_argument("--seed", type=int, default=20261120)
+    demo.add_argument(
+        "--clients",
+        type=int,
+        default=None,
+        help="consortium size, split over the four sites in the demo's proportions "
+        "(default 360; e.g. 100000 for a scale test)",
+    )
     demo.set_defaults(func=cmd_demo)
     for name, func, helptext in (
         ("nightly", cmd_nightly, "run the bordin_nightly DAG once, as the scheduler would"),

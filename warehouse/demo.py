@@ -145,7 +145,7 @@ def _quarantine_count(where: Paths) -> int:
     return delta_store.read(where.quarantine, QUARANTINE_SCHEMA).num_rows
 
 
-def run_demo(seed: int) -> int:
+def run_demo(seed: int, clients: int | None = None) -> int:
     from warehouse.airflow_runner import run_nightly
     from warehouse.demo_consortium import DEMO_LOGICAL_DATE, write_demo_consortium
 
@@ -153,7 +153,7 @@ def run_demo(seed: int) -> int:
     where = paths()
     reset_demo_home(where)
     ensure_demo_key(where)
-    summary = write_demo_consortium(where.home, seed=seed)
+    summary = write_demo_consortium(where.home, seed=seed, clients=clients)
     print(
         f"bordin demo: wrote {len(summary.files)} site export(s) for {summary.clients} clients "
         f"into {where.inbox}; running bordin_nightly for {DEMO_LOGICAL_DATE} ..."

@@ -810,10 +810,33 @@ def _delivered_on(inbox: Path, logical_date: datetime.date) -> None:
             os.utime(path, (stamp, stamp))
 
 
+def site_sizes(clients: int | None = None) -> dict[str, int]:
+    """Clients per demo site: the default 360, or `clients` split in the same proportions
+    (largest remainders, so the sizes add up to exactly `clients`)."""
+    default = {s.site_id: s.n_clients for s in DEMO_SITES}
+    if clients is None:
+        return default
+    if clients < len(DEMO_SITES):
+        raise ValueError(f"--clients must be at least {len(DEMO_SITES)} (one per site)")
+    total = sum(default.values())
+    exact = {site: clients * n / total for site, n in default.items()}
+    sizes = {site: math.floor(share) for site, share in exact.items()}
+    by_remainder = sorted(exact, key=lambda site: (sizes[site] - exact[site], site))
+    for site in by_remainder[: clients - sum(sizes.values())]:
+        sizes[site] += 1
+    return sizes
+
+
 def write_demo_consortium(
-    home: Path, seed: int = DEMO_SEED, logical_date: datetime.date = DEMO_LOGICAL_DATE
+    home: Path,
+    seed: int = DEMO_SEED,
+    logical_date: datetime.date = DEMO_LOGICAL_DATE,
+    clients: int | None = None,
 ) -> DemoSummary:
     """Write consortium.yml and one export per site under `home`; return a summary.
+
+    `clients` scales the consortium (e.g. 100,000 for a scale test); the default is the 360
+    clients the README's figures and the tests describe.
 
     bern exports REDCap "CSV raw" (with the project's data dictionary), leeds a Qualtrics CSV
     with its three header rows, ohio a PCOMS feedback system's long table (one line per measure
@@ -826,9 +849,8 @@ def write_demo_consortium(
     config_text += yaml.safe_dump(_consortium_config(registry), sort_keys=False, allow_unicode=True)
     (home / "consortium.yml").write_text(config_text, encoding="utf-8")
 
-    frame = generate_clients(
-        {s.site_id: s.n_clients for s in DEMO_SITES}, seed, logical_date, registry=registry
-    )
+    sizes = site_sizes(clients)
+    frame = generate_clients(sizes, seed, logical_date, registry=registry)
     frame = _plant_bad_rows(frame, seed)
     stamp = logical_date.strftime("%Y%m%d")
     files: list[Path] = []
@@ -856,7 +878,7 @@ def write_demo_consortium(
 
     return DemoSummary(
         sites=[site.site_id for site in DEMO_SITES],
-        clients=sum(site.n_clients for site in DEMO_SITES),
+        clients=sum(sizes.values()),
         sessions=len(frame),
         files=files,
         planted_bad_rows=2,

@@ -10,7 +10,6 @@ import json
 import logging
 from datetime import date
 
-from expectations.gate import registry_range_expectations, run_gate
 from ingestion import audit
 from ingestion.consortium import load_consortium
 from ingestion.ingest import ingest_site
@@ -87,6 +86,10 @@ def _registry_ranges() -> dict[str, dict[str, tuple[float, float]]]:
 
 def check_step(where: Paths | None = None) -> dict:
     """Run the GX gate over the built marts; raise (failing the task) unless it passed."""
+    # Imported here, not at the top: Great Expectations takes seconds to import and fills the
+    # log with registration notices, and only this step needs it.
+    from expectations.gate import registry_range_expectations, run_gate
+
     where = where or paths()
     result = run_gate(
         where.build_db, range_expectations=registry_range_expectations(_registry_ranges())
