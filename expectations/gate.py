@@ -34,8 +34,9 @@ import pandas as pd  # noqa: E402
 import yaml  # noqa: E402
 from great_expectations.data_context.types.base import ProgressBarsConfig  # noqa: E402
 
+from expectations import EXTRA_ENV  # noqa: E402
+
 DEFAULT_SUITE = Path(__file__).resolve().parent / "suites" / "marts.yml"
-EXTRA_ENV = "BORDIN_EXTRA_EXPECTATIONS"
 MARTS_SCHEMA = "marts"
 
 # The columns each mart must have (names fixed; dbt may add more). The suite's column checks

@@ -71,3 +71,51 @@ def test_any_changed_input_runs_dbt(tiny_built: Path, dbt_calls, change: str) ->
     with pytest.raises(DbtRan):
         pipeline.build_step()
     assert len(dbt_calls) == 1
+
+
+class GateRan(Exception):
+    pass
+
+
+@pytest.fixture
+def gate_runs(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The gate's GX run replaced by one that fails loudly: observed, never executed."""
+    import expectations.gate
+
+    def stand_in(*args, **kwargs):
+        raise GateRan
+
+    monkeypatch.setattr(expectations.gate, "run_gate", stand_in)
+
+
+def _checks(home: Path) -> list[dict]:
+    lines = Paths(home).audit_log.read_text(encoding="utf-8").splitlines()
+    return [json.loads(line) for line in lines if json.loads(line)["step"] == "check"]
+
+
+def test_gate_passed_on_the_same_inputs_is_a_recorded_no_op(tiny_built: Path, gate_runs) -> None:
+    where = Paths(tiny_built)
+    before = json.loads((where.build_dir / "gate_result.json").read_text(encoding="utf-8"))
+    result = pipeline.check_step(where)  # GX would raise GateRan if it ran
+    assert result == before and result["success"]
+    assert _checks(tiny_built)[-1]["no_op"] is True
+
+
+@pytest.mark.parametrize("change", ["extra_expectations", "db_changed", "gate_failed"])
+def test_any_changed_gate_input_runs_the_gate(
+    tiny_built: Path, gate_runs, change: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    where = Paths(tiny_built)
+    gate_file = where.build_dir / "gate_result.json"
+    if change == "extra_expectations":
+        extra = tiny_built / "extra.yml"
+        extra.write_text("fct_alliance_session: []\n", encoding="utf-8")
+        monkeypatch.setenv("BORDIN_EXTRA_EXPECTATIONS", str(extra))
+    elif change == "db_changed":
+        with where.build_db.open("ab") as handle:
+            handle.write(b"\0")
+    else:
+        gate = json.loads(gate_file.read_text(encoding="utf-8"))
+        gate_file.write_text(json.dumps({**gate, "success": False}), encoding="utf-8")
+    with pytest.raises(GateRan):
+        pipeline.check_step(where)
