@@ -6,6 +6,7 @@ run with the file, site and key named, instead of silently dropping a questionna
 
 from __future__ import annotations
 
+import difflib
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,6 +45,47 @@ REQUIRED_COLUMNS = ("client_code", "therapist_code", "session_date", "event")
 # A missing-code reason label lands in the event log and the warehouse: a short controlled
 # word (refused, not_applicable, dont_know), never free text.
 REASON_LABEL = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
+ROOT_KEYS = ("consortium_id", "name", "sites", "release")
+SITE_KEYS = (
+    "site_id",
+    "name",
+    "format",
+    "file_glob",
+    "columns",
+    "session_event_pattern",
+    "date_format",
+    "forms",
+    "primary_alliance",
+    "primary_outcome",
+    "delivery",
+    "max_retraction_fraction",
+    "arrival",
+    "withdrawals",
+    "ending",
+    "missing_codes",
+    "identifier_columns",
+    "redcap",
+    "qualtrics",
+    "long_csv",
+    "spss",
+    "zip",
+)
+FORM_KEYS = ("instrument", "rater_role", "item_column_template")
+QUALTRICS_KEYS = ("import_ids", "unfinished", "min_progress", "encoding", "drop_columns")
+REDCAP_KEYS = ("status_columns", "accept_unverified", "data_dictionary_glob")
+LONG_CSV_KEYS = (
+    "measure_column",
+    "measures",
+    "item_column_template",
+    "delimiter",
+    "decimal",
+    "encoding",
+    "skip_measures",
+)
+ZIP_KEYS = ("format", "member_glob", "max_members", "max_total_bytes")
+WITHDRAWAL_KEYS = ("file_glob", "client_code_column", "reason_column", "column", "values")
+ENDING_KEYS = ("column", "planned", "unplanned")
+RELEASE_KEYS = ("calendar_dates",)
 SPSS_KEYS = ("event_from_labels",)
 ARRIVAL_KEYS = ("quiet_period_seconds", "completion_marker", "final_newline")
 
@@ -234,6 +276,20 @@ def _str(doc: dict[str, Any], key: str, file: Path, where: str) -> str:
     return value
 
 
+def _known_keys(doc: dict[Any, Any], known: tuple[str, ...], file: Path, where: str) -> None:
+    """A misspelt key would silently drop a setting (a site's guard, its arrival rules...):
+    every key at every level must be one the loader reads; the error names the nearest."""
+    unknown = sorted((str(k) for k in doc if k not in known), key=str)
+    if not unknown:
+        return
+    key = unknown[0]
+    nearest = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
+    hint = f"did you mean `{nearest[0]}`? " if nearest else ""
+    raise ConfigError(
+        file, f"{where}{key}", f"is not a known key; {hint}(known: {', '.join(known)})"
+    )
+
+
 def _parse_site(doc: Any, file: Path, registry: Registry, index: int) -> SiteConfig:
     where = f"sites[{index}]."
     if not isinstance(doc, dict):
@@ -244,12 +300,14 @@ def _parse_site(doc: Any, file: Path, registry: Registry, index: int) -> SiteCon
             file, f"{where}site_id", f"{site_id!r} must match {SITE_ID.pattern} (safe folder name)"
         )
     where = f"sites.{site_id}."
+    _known_keys(doc, SITE_KEYS, file, where)
     fmt = _str(doc, "format", file, where)
     if fmt not in FORMATS:
         raise ConfigError(file, f"{where}format", f"must be one of {sorted(FORMATS)}, got {fmt!r}")
     columns = doc.get("columns")
     if not isinstance(columns, dict):
         raise ConfigError(file, f"{where}columns", "must map roles to column names")
+    _known_keys(columns, REQUIRED_COLUMNS, file, f"{where}columns.")
     for role in REQUIRED_COLUMNS:
         _str(columns, role, file, f"{where}columns.")
     pattern_text = _str(doc, "session_event_pattern", file, where)
@@ -269,6 +327,7 @@ def _parse_site(doc: Any, file: Path, registry: Registry, index: int) -> SiteCon
         fwhere = f"{where}forms[{k}]."
         if not isinstance(form, dict):
             raise ConfigError(file, f"{where}forms[{k}]", "must be a mapping")
+        _known_keys(form, FORM_KEYS, file, fwhere)
         instrument = _str(form, "instrument", file, fwhere)
         if instrument not in registry.instruments:
             raise ConfigError(
@@ -437,6 +496,7 @@ def _parse_qualtrics(
 ) -> QualtricsOptions:
     doc = _mapping(doc, file, f"{where}qualtrics", "import_ids, unfinished, min_progress")
     qwhere = f"{where}qualtrics."
+    _known_keys(doc, QUALTRICS_KEYS, file, qwhere)
     ids = doc.get("import_ids")
     if not isinstance(ids, dict) or not ids:
         raise ConfigError(
@@ -486,6 +546,7 @@ def _parse_qualtrics(
 def _parse_redcap(doc: Any, file: Path, where: str, forms: list[FormMap]) -> RedcapOptions:
     doc = _mapping(doc, file, f"{where}redcap", "status_columns, accept_unverified")
     rwhere = f"{where}redcap."
+    _known_keys(doc, REDCAP_KEYS, file, rwhere)
     status = doc.get("status_columns", {})
     if not isinstance(status, dict):
         raise ConfigError(file, f"{rwhere}status_columns", "must map instrument ids to columns")
@@ -519,6 +580,7 @@ def _parse_redcap(doc: Any, file: Path, where: str, forms: list[FormMap]) -> Red
 def _parse_long_csv(doc: Any, file: Path, where: str, forms: list[FormMap]) -> LongCsvOptions:
     doc = _mapping(doc, file, f"{where}long_csv", "measure_column, measures, item_column_template")
     lwhere = f"{where}long_csv."
+    _known_keys(doc, LONG_CSV_KEYS, file, lwhere)
     measure_column = _str(doc, "measure_column", file, lwhere)
     template = _str(doc, "item_column_template", file, lwhere)
     if "{n}" not in template:
@@ -580,6 +642,7 @@ def _positive_int(doc: dict[str, Any], key: str, default: int, file: Path, where
 def _parse_zip(doc: Any, file: Path, where: str) -> ZipOptions:
     doc = _mapping(doc, file, f"{where}zip", "the format of the export inside")
     zwhere = f"{where}zip."
+    _known_keys(doc, ZIP_KEYS, file, zwhere)
     inner = _str(doc, "format", file, zwhere)
     if inner not in INNER_FORMATS:
         raise ConfigError(
@@ -603,11 +666,7 @@ def _parse_spss(doc: Any, file: Path, where: str) -> SpssOptions:
     if not isinstance(doc, dict):
         raise ConfigError(file, f"{where}spss", "must be a mapping: event_from_labels")
     swhere = f"{where}spss."
-    unknown = sorted(set(doc) - set(SPSS_KEYS), key=str)
-    if unknown:
-        raise ConfigError(
-            file, f"{swhere}{unknown[0]}", f"is not a known key ({', '.join(SPSS_KEYS)})"
-        )
+    _known_keys(doc, SPSS_KEYS, file, swhere)
     labels = doc.get("event_from_labels", False)
     if not isinstance(labels, bool):
         raise ConfigError(file, f"{swhere}event_from_labels", "must be true or false")
@@ -621,11 +680,7 @@ def _parse_arrival(doc: Any, file: Path, where: str) -> ArrivalOptions:
     awhere = f"{where}arrival."
     if not isinstance(doc, dict):
         raise ConfigError(file, f"{where}arrival", f"must be a mapping: {', '.join(ARRIVAL_KEYS)}")
-    unknown = sorted(set(doc) - set(ARRIVAL_KEYS), key=str)
-    if unknown:
-        raise ConfigError(
-            file, f"{awhere}{unknown[0]}", f"is not a known key ({', '.join(ARRIVAL_KEYS)})"
-        )
+    _known_keys(doc, ARRIVAL_KEYS, file, awhere)
     defaults = ArrivalOptions()
     quiet = doc.get("quiet_period_seconds", defaults.quiet_period_seconds)
     if isinstance(quiet, bool) or not isinstance(quiet, int) or quiet < 0:
@@ -709,6 +764,7 @@ def _parse_withdrawals(doc: Any, file: Path, where: str, fmt: str) -> Withdrawal
     if not isinstance(doc, dict):
         raise ConfigError(file, f"{where}withdrawals", "must be a mapping")
     wwhere = f"{where}withdrawals."
+    _known_keys(doc, WITHDRAWAL_KEYS, file, wwhere)
     reason = doc.get("reason_column")
     if reason is not None and not isinstance(reason, str):
         raise ConfigError(file, f"{wwhere}reason_column", "must be a column name")
@@ -747,11 +803,7 @@ def _parse_ending(doc: Any, file: Path, where: str, fmt: str) -> EndingOptions |
         raise ConfigError(
             file, f"{where}ending", f"an ending column is read from REDCap exports only, not {fmt}"
         )
-    unknown = sorted(set(doc) - {"column", "planned", "unplanned"})
-    if unknown:
-        raise ConfigError(
-            file, f"{ewhere}{unknown[0]}", "is not a known key (column, planned, unplanned)"
-        )
+    _known_keys(doc, ENDING_KEYS, file, ewhere)
     column = _str(doc, "column", file, ewhere)
     lists: dict[str, tuple[str, ...]] = {}
     for key in ("planned", "unplanned"):
@@ -783,9 +835,7 @@ def _parse_release(doc: Any, file: Path) -> ReleaseOptions:
         return ReleaseOptions()
     if not isinstance(doc, dict):
         raise ConfigError(file, "release", "must be a mapping, e.g. {calendar_dates: false}")
-    unknown = sorted(str(k) for k in set(doc) - {"calendar_dates"})
-    if unknown:
-        raise ConfigError(file, f"release.{unknown[0]}", "is not a known key (calendar_dates)")
+    _known_keys(doc, RELEASE_KEYS, file, "release.")
     dates = doc.get("calendar_dates", False)
     if not isinstance(dates, bool):
         raise ConfigError(file, "release.calendar_dates", f"must be true or false, got {dates!r}")
@@ -803,6 +853,7 @@ def load_consortium(file: Path, registry: Registry | None = None) -> Consortium:
         raise ConfigError(file, "<yaml>", f"is not valid YAML: {exc}") from exc
     if not isinstance(doc, dict):
         raise ConfigError(file, "<root>", "must be a mapping")
+    _known_keys(doc, ROOT_KEYS, file, "")
     sites_doc = doc.get("sites")
     if not isinstance(sites_doc, list) or not sites_doc:
         raise ConfigError(file, "sites", "must list at least one site")

@@ -37,6 +37,7 @@ from ingestion.events import (
     SCHEMA_VERSION,
     event_id,
 )
+from ingestion.hashing import sha256_file
 from ingestion.key_fingerprint import check_key
 from ingestion.locks import exclusive_lock
 from ingestion.pseudonyms import PseudonymKey, load_key
@@ -113,14 +114,6 @@ class SiteIngestResult:
 
     def as_dict(self) -> dict:
         return {**asdict(self), "no_op": self.no_op}
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _batch_id(site_id: str, logical: date, shas: list[str]) -> str:

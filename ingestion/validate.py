@@ -164,7 +164,10 @@ def _row_problems(
         "date",
         f"session date is blank or not in the format {site.date_format}",
     )
-    future = parsed.notna() & (parsed.dt.date > logical_date) & ~ragged
+    # Compared as timestamps: `.dt.date` of a column with no parsable date at all stays
+    # datetime64, which pandas refuses to compare with a date (it crashed the site's ingest).
+    after = parsed.dt.normalize() > pd.Timestamp(logical_date)
+    future = parsed.notna() & after & ~ragged
     flag(
         future,
         cols["session_date"],

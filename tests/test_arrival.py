@@ -12,7 +12,6 @@ import time
 from pathlib import Path
 
 import pytest
-import yaml
 
 from ingestion import delta_store
 from ingestion.arrival import ArrivalOptions, still_arriving
@@ -23,13 +22,8 @@ from ingestion.ingest import INTAKE_SCHEMA, ingest_site
 from ingestion.quarantine import QUARANTINE_SCHEMA
 from ingestion.registry import default_registry
 from ingestion.settings import Paths
+from tests.test_event_sourcing import HEADER, _configure
 
-HEADER = (
-    ["record_id", "redcap_event_name", "therapist_code", "session_date"]
-    + [f"wai_{i}" for i in range(1, 13)]
-    + [f"phq9_{i}" for i in range(1, 10)]
-)
-N_FIELDS = len(HEADER)  # 25
 CLIENTS = [f"C{i}" for i in range(8)]  # one session each: 16 administrations (WAI-SR, PHQ-9)
 
 
@@ -53,14 +47,6 @@ def _deliver(home: Path, name: str, content: bytes, age_s: float = 3600) -> Path
     stamp = time.time() - age_s
     os.utime(path, (stamp, stamp))
     return path
-
-
-def _configure(home: Path, **site_changes) -> None:
-    doc = yaml.safe_load(
-        (Path(__file__).parent / "fixtures" / "tiny" / "consortium.yml").read_text()
-    )
-    doc["sites"][0].update(site_changes)
-    (home / "consortium.yml").write_text(yaml.safe_dump(doc))
 
 
 def _events(home: Path) -> list[dict]:

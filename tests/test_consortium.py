@@ -103,3 +103,57 @@ def test_invalid_config_names_site_and_key(tmp_path: Path, mutate, key: str, pro
 def test_missing_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="does not exist"):
         load_consortium(tmp_path / "nope.yml")
+
+
+@pytest.mark.parametrize(
+    ("mutate", "key", "hint"),
+    [
+        (lambda d: d.update(relase={"calendar_dates": True}), "relase", "`release`"),
+        (
+            lambda d: d["sites"][0].update(max_retraction_fracton=0.5),
+            "sites.alpha.max_retraction_fracton",
+            "`max_retraction_fraction`",
+        ),
+        (
+            lambda d: d["sites"][0].update(redcap={"accept_unverifed": True}),
+            "sites.alpha.redcap.accept_unverifed",
+            "`accept_unverified`",
+        ),
+        (
+            lambda d: d["sites"][0]["forms"][0].update(rater_rol="client"),
+            "sites.alpha.forms[0].rater_rol",
+            "`rater_role`",
+        ),
+        (
+            lambda d: d["sites"][0]["columns"].update(client_cod="x"),
+            "sites.alpha.columns.client_cod",
+            "`client_code`",
+        ),
+        (
+            lambda d: d["sites"][0].update(arrival={"quiet_period": 60}),
+            "sites.alpha.arrival.quiet_period",
+            "`quiet_period_seconds`",
+        ),
+        (
+            lambda d: d["sites"][0].update(withdrawals={"file_glob": "w*.csv", "client_code": "c"}),
+            "sites.alpha.withdrawals.client_code",
+            "`client_code_column`",
+        ),
+    ],
+)
+def test_misspelt_key_is_an_error_naming_the_nearest_key(
+    tmp_path: Path, mutate, key: str, hint: str
+) -> None:
+    """A misspelt key used to be ignored, dropping the setting without a word (issue 11)."""
+    with pytest.raises(ConfigError) as caught:
+        load_consortium(_write(tmp_path, mutate))
+    text = str(caught.value)
+    assert "consortium.yml" in text and key in text
+    assert f"is not a known key; did you mean {hint}?" in text
+
+
+def test_key_with_no_near_match_lists_the_known_keys(tmp_path: Path) -> None:
+    path = _write(tmp_path, lambda d: d["sites"][0].update(shoe_size=42))
+    known = r"sites\.alpha\.shoe_size.*is not a known key; \(known: "
+    with pytest.raises(ConfigError, match=known):
+        load_consortium(path)

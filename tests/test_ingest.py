@@ -243,3 +243,29 @@ def test_no_key_no_ingestion(site_home: Path, monkeypatch: pytest.MonkeyPatch) -
     with pytest.raises(MissingKeyError):
         ingest_site("alpha", DATE)
     assert not Paths(site_home).event_log.exists()
+
+
+def test_export_where_no_date_matches_the_format_is_quarantined_row_by_row(home: Path) -> None:
+    """Every date in US order at a site configured '%Y-%m-%d': this crashed the site's ingest
+    with pandas' `Invalid comparison between dtype=datetime64[s] and date` (issue 11)."""
+    from tests.test_event_sourcing import HEADER, _configure
+
+    _configure(home)
+    inbox = home / "inbox" / "alpha"
+    inbox.mkdir(parents=True)
+    rows = [
+        [f"C{i}", "session_1_arm_1", "T1", "03/07/2026"] + ["3"] * 12 + ["1"] * 9 for i in (1, 2, 3)
+    ]
+    lines = [",".join(HEADER), *(",".join(row) for row in rows)]
+    (inbox / "export.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    (outcome,) = ingest_site("alpha", "2026-11-20").files
+    assert (outcome.status, outcome.offered, outcome.accepted, outcome.quarantined) == (
+        "ingested",
+        6,
+        0,
+        6,
+    )
+    records = delta_store.read(Paths(home).quarantine, QUARANTINE_SCHEMA).to_pylist()
+    assert sorted((r["source_row"], r["rule_id"]) for r in records) == [
+        (row, "row.session_date_format") for row in (2, 2, 3, 3, 4, 4)
+    ]

@@ -26,6 +26,7 @@ from ingestion.config_errors import ConfigError
 from ingestion.consortium import load_consortium
 from ingestion.crash_points import crash_point
 from ingestion.disk_space import output_says_disk_full
+from ingestion.hashing import sha256_file
 from ingestion.registry import load_registry
 from ingestion.settings import DBT_PROJECT_DIR, INSTRUMENTS_DIR, REPO_ROOT, Paths, paths
 from warehouse import parse_cache
@@ -195,10 +196,6 @@ def summarize_run_results(target: Path) -> dict:
     }
 
 
-def file_sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 # dbt unit tests check the scoring SQL on static, hand-written inputs: they cannot change with
 # the night's data, so the nightly build leaves them out and the test suite runs them once
 # (tests/test_dbt_unit_tests.py).
@@ -208,7 +205,7 @@ NIGHTLY_EXCLUDES = ("--exclude-resource-type", "unit_test")
 def _run_dbt(
     env: dict[str, str], build_dir: Path, threads: int, variables: dict
 ) -> subprocess.CompletedProcess:
-    parse_cache.restore(build_dir / "dbt_target")
+    parse_cache.restore(build_dir / "dbt_target", variables)
     proc = subprocess.Popen(
         _dbt_command(
             "build",
@@ -230,7 +227,7 @@ def _run_dbt(
         crash_point("build.during_dbt")
     stdout, stderr = proc.communicate()
     if proc.returncode == 0:
-        parse_cache.keep(build_dir / "dbt_target")
+        parse_cache.keep(build_dir / "dbt_target", variables)
     return subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
 
 
@@ -261,7 +258,7 @@ def planned_inputs(where: Paths) -> dict:
         "quarantine_version": delta_store.current_version(where.quarantine),
         "intake_version": delta_store.current_version(where.intake),
         "registry_sha256": load_registry(rules.registry_dir).sha256,
-        "consortium_sha256": file_sha256(rules.consortium_file),
+        "consortium_sha256": sha256_file(rules.consortium_file),
         "dbt_vars": dbt_vars(consortium_vars(rules)),
         "code_sha256": build_code_sha256(),
     }
@@ -354,7 +351,7 @@ def build(
             quarantine_version=quarantine_version,
             build_db=where.stored(target_db),
             registry_sha256=load_registry(rules.registry_dir).sha256,
-            consortium_sha256=file_sha256(rules.consortium_file),
+            consortium_sha256=sha256_file(rules.consortium_file),
             registry_dir=where.stored(rules.registry_dir),
             consortium_file=where.stored(rules.consortium_file),
             dbt_vars=dbt_vars(variables),

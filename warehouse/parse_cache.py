@@ -10,6 +10,8 @@ from the newest one any root left there. Unset (the default), nothing is shared.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import shutil
 from pathlib import Path
@@ -18,27 +20,32 @@ ENV = "BORDIN_DBT_PARSE_CACHE"
 SAVED_PARSE = "partial_parse.msgpack"
 
 
-def _cache_dir() -> Path | None:
+def _cached(variables: dict) -> Path | None:
+    """The shared parse for these dbt vars: dbt re-parses everything when the vars differ, so
+    each set of vars (e.g. calendar dates released or not) keeps its own."""
     folder = os.environ.get(ENV)
-    return Path(folder) if folder else None
+    if not folder:
+        return None
+    key = hashlib.sha256(json.dumps(variables, sort_keys=True).encode()).hexdigest()[:16]
+    return Path(folder) / f"{key}.msgpack"
 
 
-def restore(target: Path) -> None:
+def restore(target: Path, variables: dict) -> None:
     """Give a dbt target folder the shared parse if it has none of its own."""
-    cache = _cache_dir()
-    if cache is None or (target / SAVED_PARSE).exists() or not (cache / SAVED_PARSE).exists():
+    cached = _cached(variables)
+    if cached is None or (target / SAVED_PARSE).exists() or not cached.exists():
         return
     target.mkdir(parents=True, exist_ok=True)
-    _copy_atomically(cache / SAVED_PARSE, target / SAVED_PARSE)
+    _copy_atomically(cached, target / SAVED_PARSE)
 
 
-def keep(target: Path) -> None:
+def keep(target: Path, variables: dict) -> None:
     """Share the parse a successful dbt run saved in `target`."""
-    cache = _cache_dir()
-    if cache is None or not (target / SAVED_PARSE).exists():
+    cached = _cached(variables)
+    if cached is None or not (target / SAVED_PARSE).exists():
         return
-    cache.mkdir(parents=True, exist_ok=True)
-    _copy_atomically(target / SAVED_PARSE, cache / SAVED_PARSE)
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    _copy_atomically(target / SAVED_PARSE, cached)
 
 
 def _copy_atomically(source: Path, destination: Path) -> None:

@@ -15,6 +15,7 @@ from pathlib import Path
 from expectations import EXTRA_ENV, gate_code_sha256
 from ingestion import audit
 from ingestion.consortium import load_consortium
+from ingestion.hashing import sha256_file
 from ingestion.ingest import ingest_site
 from ingestion.locks import exclusive_lock
 from ingestion.registry import default_registry
@@ -22,7 +23,7 @@ from ingestion.settings import Paths, paths
 from ingestion.validate import parse_logical_date
 from warehouse.build import BUILD_INPUTS, build, planned_inputs
 from warehouse.erasure import erasures_after, publish_lock_path
-from warehouse.release import publish, sha256_file
+from warehouse.release import publish
 
 log = logging.getLogger(__name__)
 

@@ -33,9 +33,10 @@ import pyarrow.parquet as pq
 
 from ingestion.crash_points import crash_point
 from ingestion.disk_space import named_when_full, tree_bytes
+from ingestion.hashing import sha256_file
 from ingestion.settings import REPO_ROOT, Paths, paths
 from warehouse.report import render_report
-from warehouse.verify import read_ledger, record_release, sha256_file, verify_release
+from warehouse.verify import read_ledger, record_release, verify_release
 
 MARTS_SCHEMA = "marts"
 PARQUET_OPTIONS = {"compression": "zstd", "compression_level": 3, "write_statistics": True}

@@ -12,12 +12,12 @@ folder (`audit/releases.jsonl`: release id, logical date, SHA-256 of `manifest.j
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
+from ingestion.hashing import sha256_file
 from ingestion.settings import Paths, paths
 
 MANIFEST = "manifest.json"
@@ -40,14 +40,6 @@ class VerifyReport:
     @property
     def ok(self) -> bool:
         return not self.problems
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 # --------------------------------------------------------------------------- ledger
