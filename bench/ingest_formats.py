@@ -14,8 +14,10 @@ asserted; the figures go into the README and the issue notes.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -49,7 +51,8 @@ def write_consortium(home: Path, clients: int) -> dict[str, Path]:
     exports = {path.parent.name: path for path in summary.files}
     doc = yaml.safe_load((home / "consortium.yml").read_text(encoding="utf-8"))
     bern = next(site for site in doc["sites"] if site["site_id"] == "bern")
-    zipped = {k: v for k, v in bern.items() if k not in ("file_glob", "redcap")}
+    # Not carried into the zip: REDCap-only settings (ending, the data dictionary).
+    zipped = {k: v for k, v in bern.items() if k not in ("file_glob", "redcap", "ending")}
     zipped.update({"site_id": "bernzip", "format": "zip", "zip": {"format": "redcap_csv"}})
     doc["sites"].append(zipped)
     (home / "consortium.yml").write_text(yaml.safe_dump(doc, sort_keys=False), encoding="utf-8")
@@ -85,10 +88,21 @@ def main() -> None:
         "BORDIN_PSEUDONYM_KEY": KEY,
         "BORDIN_QUIET_PERIOD_SECONDS": "0",
     }
-    os.environ.update({k: env[k] for k in ("BORDIN_HOME", "BORDIN_PSEUDONYM_KEY")})
     try:
         started = time.perf_counter()
-        exports = write_consortium(home, args.clients)
+        # Generated in a child: a forked child's peak RSS counts the parent's pages until it
+        # execs, so the parent must stay small for the per-format peaks to mean anything.
+        generate = [
+            sys.executable,
+            "-c",
+            "import sys, json; from pathlib import Path; from bench.ingest_formats import "
+            "write_consortium; e = write_consortium(Path(sys.argv[1]), int(sys.argv[2])); "
+            "print(json.dumps({k: str(v) for k, v in e.items()}))",
+            str(home),
+            str(args.clients),
+        ]
+        out = subprocess.run(generate, env=env, check=True, capture_output=True, text=True)
+        exports = {k: Path(v) for k, v in json.loads(out.stdout.splitlines()[-1]).items()}
         print(f"generated {args.clients:,} clients in {time.perf_counter() - started:.0f} s")
         rows = []
         for site, export in sorted(exports.items()):

@@ -23,7 +23,7 @@ SITE_ID = re.compile(r"^[a-z][a-z0-9_]{1,31}$")
 FORMATS = {"redcap_csv", "qualtrics_csv", "long_csv", "spss_sav", "zip"}
 INNER_FORMATS = {"redcap_csv", "qualtrics_csv", "long_csv", "spss_sav"}
 # Default file patterns per format (site `file_glob`, zip `member_glob`).
-DEFAULT_GLOBS = {"spss_sav": "*.sav"}
+DEFAULT_GLOBS = {"spss_sav": "*.sav", "zip": "*.zip"}
 ENCODINGS = {"utf-8", "utf-8-sig", "cp1252"}
 UNFINISHED_MODES = {"quarantine", "skip"}
 # Qualtrics metadata that identifies a respondent: dropped by the reader before anything else

@@ -157,3 +157,14 @@ def test_key_with_no_near_match_lists_the_known_keys(tmp_path: Path) -> None:
     known = r"sites\.alpha\.shoe_size.*is not a known key; \(known: "
     with pytest.raises(ConfigError, match=known):
         load_consortium(path)
+
+
+def test_zip_site_without_a_pattern_reads_its_zips(tmp_path: Path) -> None:
+    """The default pattern follows the format: a zip site's default was '*.csv', so every zip
+    it delivered was refused as file.unsupported_type."""
+
+    def to_zip(doc: dict) -> None:
+        doc["sites"][0].update(format="zip", zip={"format": "redcap_csv"})
+
+    site = load_consortium(_write(tmp_path, to_zip)).site("alpha")
+    assert (site.file_glob, site.zip.member_glob) == ("*.zip", "*.csv")
