@@ -37,10 +37,12 @@ def bordin_nightly() -> None:
 
         return site_ids()
 
-    @task
+    # The UI names each mapped ingest by its site, not by [0], [1]...
+    @task(map_index_template="{{ site }}")
     def ingest(site_id: str) -> dict:
         from warehouse.pipeline import ingest_step
 
+        get_current_context()["site"] = site_id
         return ingest_step(site_id, _logical_date())
 
     # One task writes DuckDB; max_active_runs=1 plus the build's OS lock keep it single.

@@ -7,6 +7,7 @@ Laird), independently of the SQL that produced them.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 from pathlib import Path
@@ -243,3 +244,15 @@ def test_failing_expectation_publishes_nothing(
     assert not releases.exists() or not [p for p in releases.iterdir()]
     gate = json.loads((tiny_home / "build" / "gate_result.json").read_text())
     assert gate["success"] is False
+
+
+def test_mapped_ingest_tasks_are_named_by_site_in_the_ui(tiny_nightly_root: Path) -> None:
+    """Airflow's grid showed the per-site ingests as [0], [1]; it now shows the site."""
+    import sqlite3
+
+    database = tiny_nightly_root / "airflow" / "airflow.db"
+    with contextlib.closing(sqlite3.connect(f"file:{database}?mode=ro", uri=True)) as con:
+        rows = con.execute(
+            "SELECT map_index, rendered_map_index FROM task_instance WHERE task_id = 'ingest'"
+        ).fetchall()
+    assert sorted(rows) == [(0, "alpha"), (1, "beta")]

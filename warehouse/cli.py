@@ -12,7 +12,33 @@ from datetime import UTC, date, datetime
 from ingestion.config_errors import ConfigError
 from ingestion.disk_space import DiskFullError
 from ingestion.pseudonyms import MissingKeyError
+from ingestion.settings import paths
 from warehouse.airflow_runner import NightlyBusyError
+from warehouse.step_errors import GateFailedError
+
+ENVIRONMENT = """environment:
+  BORDIN_HOME               the data root (inbox, event log, builds, releases); default ./var
+  BORDIN_PSEUDONYM_KEY_FILE file holding the pseudonym key (or BORDIN_PSEUDONYM_KEY: the key);
+                            ingest and erase refuse to run without one
+  BORDIN_CONSORTIUM         the consortium file; default $BORDIN_HOME/consortium.yml
+
+exit status: 0 done; 1 the step failed (a failed gate, a failed nightly, a difference found);
+2 bad configuration, no key, a nightly already running, or a full disk"""
+
+
+class _Help(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Defaults shown on every option that has one; the environment block kept as written."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.default in (None, False):
+            return action.help
+        return super()._get_help_string(action)
+
+
+def _command(sub: argparse._SubParsersAction, name: str, help: str) -> argparse.ArgumentParser:
+    return sub.add_parser(
+        name, help=help, description=help, epilog=ENVIRONMENT, formatter_class=_Help
+    )
 
 
 def _today_utc() -> str:
@@ -29,6 +55,9 @@ def cmd_nightly(args: argparse.Namespace) -> int:
 
     state = run_nightly(date.fromisoformat(args.date))
     print(f"bordin_nightly {args.date}: {state}")
+    latest = paths().releases / "latest"
+    if state == "success" and latest.is_symlink():
+        print(f"latest release: {os.readlink(latest)} ({latest})")
     return 0 if state == "success" else 1
 
 
@@ -141,10 +170,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="bordin", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="bordin", description=__doc__, epilog=ENVIRONMENT, formatter_class=_Help
+    )
     sub = parser.add_subparsers(dest="command", required=True)
-    demo = sub.add_parser("demo", help="write a synthetic consortium and run the nightly DAG")
-    demo.add_argument("--seed", type=int, default=20261120)
+    demo = _command(sub, "demo", help="write a synthetic consortium and run the nightly DAG")
+    demo.add_argument("--seed", type=int, default=20261120, help="random seed of the data")
     demo.add_argument(
         "--clients",
         type=int,
@@ -158,43 +189,50 @@ def build_parser() -> argparse.ArgumentParser:
         ("ingest", cmd_ingest, "ingest new deliveries of one or all sites"),
         ("release", cmd_release, "publish the gated build as a release"),
     ):
-        p = sub.add_parser(name, help=helptext)
+        p = _command(sub, name, helptext)
         p.add_argument("--date", default=_today_utc(), help="logical date (YYYY-MM-DD)")
         p.set_defaults(func=func)
         if name == "ingest":
-            p.add_argument("--site", action="append", help="site id (repeatable); default all")
-    build = sub.add_parser("build", help="run dbt over the event log into the build warehouse")
-    build.add_argument("--threads", type=int, default=None)
+            p.add_argument(
+                "--site", action="append", help="site id (repeatable); every site when omitted"
+            )
+    build = _command(sub, "build", help="run dbt over the event log into the build warehouse")
+    build.add_argument(
+        "--threads", type=int, default=None, help="dbt threads (default: every core)"
+    )
     build.add_argument(
         "--force",
         action="store_true",
         help="run dbt even when nothing changed since the last gated build (default: no-op)",
     )
     build.set_defaults(func=cmd_build)
-    check = sub.add_parser("check", help="run the data-quality gate over the built marts")
+    check = _command(sub, "check", help="run the data-quality gate over the built marts")
     check.set_defaults(func=cmd_check)
-    rebuild = sub.add_parser("rebuild", help="rebuild a release and verify its content hashes")
-    rebuild.add_argument("release_id")
-    rebuild.add_argument("--threads", type=int, default=None)
+    rebuild = _command(sub, "rebuild", help="rebuild a release and verify its content hashes")
+    rebuild.add_argument("release_id", help="the release folder's name under releases/")
+    rebuild.add_argument(
+        "--threads", type=int, default=None, help="dbt threads (default: every core)"
+    )
     rebuild.set_defaults(func=cmd_rebuild)
-    verify = sub.add_parser(
+    verify = _command(
+        sub,
         "verify",
         help="check every file of a release against its manifest, and the manifest against "
         "the release ledger (exit 0 only when nothing differs)",
     )
-    verify.add_argument("release", nargs="?", default="latest", help="release id (default latest)")
+    verify.add_argument("release", nargs="?", default="latest", help="release id")
     verify.set_defaults(func=cmd_verify)
-    diff = sub.add_parser("diff", help="rows added, removed and changed per mart between releases")
+    diff = _command(sub, "diff", help="rows added, removed and changed per mart between releases")
     diff.add_argument("release_a")
     diff.add_argument("release_b")
     diff.set_defaults(func=cmd_diff)
-    history = sub.add_parser("history", help="every version of a client's administrations")
+    history = _command(sub, "history", help="every version of a client's administrations")
     history.add_argument("--site", required=True)
     history.add_argument("--client", required=True, help="the site's client code")
     history.add_argument("--session", type=int)
     history.add_argument("--instrument")
     history.set_defaults(func=cmd_history)
-    erase = sub.add_parser("erase", help="erase a client's data from the store, with a record")
+    erase = _command(sub, "erase", help="erase a client's data from the store, with a record")
     erase.add_argument("--site", required=True)
     erase.add_argument("--client", required=True, help="the site's client code")
     erase.add_argument("--reason", required=True)
@@ -212,6 +250,9 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, MissingKeyError, NightlyBusyError, DiskFullError) as exc:
         print(f"bordin: {exc}", file=sys.stderr)
         return 2
+    except GateFailedError as exc:
+        print(f"bordin {args.command}: {exc}", file=sys.stderr)
+        return 1
     if os.environ.get("BORDIN_TIMING"):
         print(f"[{args.command} took {time.monotonic() - started:.1f} s]", file=sys.stderr)
     return code

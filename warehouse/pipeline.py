@@ -24,12 +24,9 @@ from ingestion.validate import parse_logical_date
 from warehouse.build import BUILD_INPUTS, build, planned_inputs
 from warehouse.erasure import erasures_after, publish_lock_path
 from warehouse.release import publish
+from warehouse.step_errors import GateFailedError
 
 log = logging.getLogger(__name__)
-
-
-class GateFailedError(RuntimeError):
-    """The data-quality gate failed or errored: nothing is published."""
 
 
 def site_ids(where: Paths | None = None) -> list[str]:
