@@ -256,3 +256,17 @@ def test_mapped_ingest_tasks_are_named_by_site_in_the_ui(tiny_nightly_root: Path
             "SELECT map_index, rendered_map_index FROM task_instance WHERE task_id = 'ingest'"
         ).fetchall()
     assert sorted(rows) == [(0, "alpha"), (1, "beta")]
+
+
+def test_readme_python_query_gives_one_row_per_site(tiny_nightly_root: Path) -> None:
+    """The README's first query is what analysts copy: run it as written on a real release."""
+    import re
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    block = readme.split("```python", 1)[1].split("```", 1)[0]
+    sql = "".join(re.findall(r'^\s*"([^"]*)"', block, flags=re.MULTILINE))
+    assert sql.startswith("SELECT site_id") and "is_primary" in sql
+    database = _release(tiny_nightly_root) / "marts.duckdb"
+    with contextlib.closing(duckdb.connect(str(database), read_only=True)) as con:
+        rows = con.execute(sql).fetchall()
+    assert [row[0] for row in rows] == ["alpha", "beta"]
