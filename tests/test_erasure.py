@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import shutil
 import threading
 import time
@@ -277,3 +278,17 @@ def test_erasure_under_another_key_stops_before_writing(
     assert delta_store.current_version(where.event_log) == before
     assert (tiny_home / "inbox" / "alpha" / "alpha_export.csv").read_bytes() == inbox
     assert _erased_records(tiny_home) == []
+
+
+def test_redacted_file_keeps_its_delivery_time_so_it_is_not_taken_for_an_upload(
+    tiny_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tiny_home / "inbox" / "alpha" / "alpha_export.csv"
+    delivered = path.stat().st_mtime_ns - 3_600 * 10**9  # delivered an hour ago
+    os.utime(path, ns=(delivered, delivered))
+    ingest_site("alpha", DATE)
+    _erase("alpha", "A2")
+    assert path.stat().st_mtime_ns == delivered
+    monkeypatch.delenv("BORDIN_QUIET_PERIOD_SECONDS")  # the default quiet period applies
+    (outcome,) = ingest_site("alpha", DATE).files
+    assert outcome.status == "already_ingested"  # not "waiting"

@@ -197,8 +197,12 @@ def _rewrite(redaction: _Redaction, site_id: str, where: Paths) -> None:
     path = redaction.path
     old_sha = sha256_file(path)
     ingested = Ledger(where.intake).is_ingested(where.event_log, site_id, redaction.kind, old_sha)
+    delivered = path.stat()
     tmp = path.with_name(f".{path.name}.redacting")
     tmp.write_bytes(redaction.data)
+    # The delivery keeps its timestamps: a fresh mtime would make tomorrow's run take the
+    # redacted copy for an upload still arriving (ingestion/arrival.py) and leave it waiting.
+    os.utime(tmp, ns=(delivered.st_atime_ns, delivered.st_mtime_ns))
     os.replace(tmp, path)
     if ingested:
         new_sha = sha256_file(path)
