@@ -83,9 +83,8 @@ def still_arriving(path: Path, options: ArrivalOptions, now: float | None = None
 
 def truncation(path: Path, site: SiteConfig) -> Issue | None:
     """A file-level `file.truncated` issue when a snapshot CSV's last record is cut off."""
-    inner = site.zip.format if site.zip else site.format
-    if site.delivery != "snapshot" or site.format not in CSV_FORMATS or inner not in CSV_FORMATS:
-        return None
+    if site.delivery != "snapshot" or site.format not in CSV_FORMATS:
+        return None  # a zip or .sav cut off does not open: its reader rejects it
     size = path.stat().st_size
     if size == 0:
         return None  # an empty file is the readers' to reject, with their own reason

@@ -9,7 +9,6 @@ build leaves the previous night's warehouse untouched.
 from __future__ import annotations
 
 import ctypes
-import hashlib
 import json
 import os
 import signal
@@ -21,12 +20,12 @@ from pathlib import Path
 
 import yaml
 
-from ingestion import delta_store, disk_space
+from ingestion import delta_store
 from ingestion.config_errors import ConfigError
 from ingestion.consortium import load_consortium
 from ingestion.crash_points import crash_point
-from ingestion.disk_space import output_says_disk_full
-from ingestion.hashing import sha256_file
+from ingestion.disk_space import DiskFullError, output_says_disk_full, tree_bytes
+from ingestion.hashing import files_sha256, sha256_file
 from ingestion.registry import load_registry
 from ingestion.settings import DBT_PROJECT_DIR, INSTRUMENTS_DIR, REPO_ROOT, Paths, paths
 from warehouse import parse_cache
@@ -90,14 +89,13 @@ _BUILD_CODE = (
 
 def build_code_sha256() -> str:
     """A hash of every file that shapes the marts, so a code change is never a no-op."""
-    digest = hashlib.sha256()
-    for folder, patterns in _BUILD_CODE:
-        root = REPO_ROOT / folder
-        files = {p for pattern in patterns for p in root.rglob(pattern)}
-        for path in sorted(f for f in files if not _generated(f.relative_to(REPO_ROOT))):
-            digest.update(str(path.relative_to(REPO_ROOT)).encode() + b"\0")
-            digest.update(hashlib.sha256(path.read_bytes()).digest())
-    return digest.hexdigest()
+    files = {
+        path
+        for folder, patterns in _BUILD_CODE
+        for pattern in patterns
+        for path in (REPO_ROOT / folder).rglob(pattern)
+    }
+    return files_sha256((f for f in files if not _generated(f.relative_to(REPO_ROOT))), REPO_ROOT)
 
 
 def _generated(relative: Path) -> bool:
@@ -231,12 +229,6 @@ def _run_dbt(
     return subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
 
 
-def where_size(where: Paths) -> int:
-    """The event log's size: a first warehouse takes about as much (its tables are the
-    log's rows, scored)."""
-    return disk_space.tree_bytes(where.event_log)
-
-
 def _remove_unfinished(fresh: Path) -> None:
     for path in (fresh, fresh.with_suffix(".duckdb.wal")):
         path.unlink(missing_ok=True)
@@ -335,8 +327,10 @@ def build(
                 else {"counts": {}, "failures": []}
             )
             if proc.returncode != 0 and output_says_disk_full(proc.stdout + proc.stderr):
-                needed = max(disk_space.tree_bytes(target_db), where_size(where))
-                raise disk_space.DiskFullError(build_dir, needed, "building the warehouse")
+                # About the last warehouse's size, or for a first one the event log's (its
+                # tables are the log's rows, scored).
+                needed = max(tree_bytes(target_db), tree_bytes(where.event_log))
+                raise DiskFullError(build_dir, needed, "building the warehouse")
             if proc.returncode != 0:
                 tail = "\n".join(proc.stdout.splitlines()[-30:])
                 raise BuildError(
