@@ -186,7 +186,7 @@ class LongCsvOptions:
 
 @dataclass(frozen=True)
 class SpssOptions:
-    """SPSS .sav exports (see ingestion/readers/spss_sav.py)."""
+    """SPSS .sav exports (see ingestion/intake/spss_rows.py)."""
 
     # Map the event variable's numeric value through its value labels (3 -> "Session 3")
     # before `session_event_pattern` applies; values without a label stay the number.

@@ -18,12 +18,10 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
 
-import pandas as pd
 import pyarrow as pa
 
 from ingestion import audit, deliveries, delta_store
 from ingestion.arrival import still_arriving, truncation
-from ingestion.columnar.engine import ColumnarSite, client_state, use_columnar
 from ingestion.consortium import Consortium, SiteConfig, load_consortium
 from ingestion.crash_points import crash_point
 from ingestion.deliveries import Found, Ledger, list_inbox, refused_digest
@@ -31,23 +29,20 @@ from ingestion.disk_space import named_when_full, tree_bytes
 from ingestion.events import (
     CONSENT_WITHDRAWN,
     EVENT_SCHEMA,
-    RESPONSE_AMENDED,
-    RESPONSE_RECORDED,
-    RESPONSE_RETRACTED,
     SCHEMA_VERSION,
     event_id,
 )
 from ingestion.hashing import sha256_file
+from ingestion.intake.client_codes import CONTROL
+from ingestion.intake.engine import IntakeSite, client_state
 from ingestion.key_fingerprint import check_key
 from ingestion.locks import exclusive_lock
+from ingestion.logical_date import parse_logical_date
 from ingestion.pseudonyms import PseudonymKey, load_key
 from ingestion.quarantine import Issue, to_table
-from ingestion.readers.base import fold_into
-from ingestion.readers.dispatch import read_export
 from ingestion.registry import Registry, default_registry
 from ingestion.settings import Paths, paths
-from ingestion.site_state import Key, SiteState, content_of
-from ingestion.validate import CONTROL, client_keys, parse_logical_date, validate_site_rows
+from ingestion.site_state import SiteState
 
 log = logging.getLogger(__name__)
 
@@ -131,51 +126,6 @@ class _Emitter:
         self.actor = actor
         self.at = at
         self.rows: list[dict] = []
-
-    def response(
-        self,
-        etype: str,
-        key: Key,
-        *,
-        items: list[float | None] | None,
-        session_date: date | None,
-        therapist_pid: str | None,
-        source: tuple[str, str, int | None],
-        reason: str | None,
-        ending_type: str | None = None,
-        item_missing: list[str | None] | None = None,
-    ) -> None:
-        day = session_date.isoformat() if session_date else None
-        content = (
-            content_of(items, day, therapist_pid, ending_type, item_missing)
-            if items is not None
-            else None
-        )
-        previous = self.state.last_event.get(key)
-        eid = event_id(etype, (self.state.site_id, *key), content, previous)
-        self._append(
-            eid,
-            etype,
-            key[0],
-            {
-                "therapist_pid": therapist_pid,
-                "session_number": key[1],
-                "session_date": session_date,
-                "instrument": key[2],
-                "rater_role": key[3],
-                "items": items,
-                "item_missing": item_missing,
-                "ending_type": ending_type,
-                "supersedes_event_id": previous,
-            },
-            source,
-            reason,
-        )
-        self.state.last_event[key] = eid
-        if etype == RESPONSE_RETRACTED:
-            self.state.current.pop(key, None)
-        else:
-            self.state.current[key] = content
 
     def client(self, etype: str, pid: str, source: tuple[str, str, int | None], reason: str | None):
         previous = self.state.last_client_event.get(pid)
@@ -269,14 +219,9 @@ def _ingest_locked(
         return SiteIngestResult(site.site_id, logical.isoformat(), None, 0, version, outcomes)
     shas = [sha for _, sha in fresh]
     batch_id = _batch_id(site.site_id, logical, shas)
-    exports = [f.path for f, _ in fresh if f.kind == "export" and f.refused is None]
-    columnar = None
-    if use_columnar(site, exports, where.event_log):
-        delta_store.ensure_table(where.event_log, EVENT_SCHEMA)
-        state = client_state(where.event_log, site.site_id)
-        columnar = ColumnarSite(site, registry, key, where.event_log, where.scratch)
-    else:
-        state = SiteState.load(where.event_log, site.site_id)
+    delta_store.ensure_table(where.event_log, EVENT_SCHEMA)
+    state = client_state(where.event_log, site.site_id)
+    engine = IntakeSite(site, registry, key, where.event_log, where.scratch)
     emitter = _Emitter(state, batch_id, logical, f"site:{site.site_id}", datetime.now(UTC))
     quarantine_parts: list[pa.Table] = []
     intake_rows: list[dict] = []
@@ -293,14 +238,12 @@ def _ingest_locked(
             # The site's REDCap data dictionary: read by the REDCap reader next to each export,
             # never ingested as one. Recorded in intake (so a re-delivery is a no-op), no events.
             outcome, issues, pids = FileOutcome(found.name, sha, "ingested", found.kind), [], {}
-        elif columnar is not None:
-            outcome, table = _ingest_export_columnar(path, sha, columnar, emitter)
+        else:
+            outcome, table = _ingest_export(path, sha, engine, emitter)
             outcomes.append(outcome)
             quarantine_parts.append(table)
             intake_rows.append(_intake_row(outcome, site.site_id, batch_id, logical))
             continue
-        else:
-            outcome, issues, pids = _ingest_export(path, sha, site, registry, key, logical, emitter)
         outcomes.append(outcome)
         quarantine_parts.append(
             to_table(issues, site.site_id, found.name, sha, batch_id, logical, pids)
@@ -324,7 +267,7 @@ def _ingest_locked(
         chosen = [marks[i] for i in intake_new]
         delta_store.append(where.intake, intake, [], metadata, deliveries=chosen)
     events = pa.Table.from_pylist(emitter.rows, schema=EVENT_SCHEMA)
-    written = columnar.pending if columnar is not None else []
+    written = engine.pending
     # The events commit also carries the old by-hash marker, so a caller asking by SHA-256
     # alone (`delta_store.is_committed(event_log, sha)`, erasure today) still learns that some
     # site delivered these bytes; the Ledger never takes it for this site's delivery.
@@ -370,112 +313,10 @@ def _refusal_issue(found: Found, site: SiteConfig) -> Issue:
 
 
 def _ingest_export(
-    path: Path,
-    sha: str,
-    site: SiteConfig,
-    registry: Registry,
-    key: PseudonymKey,
-    logical: date,
-    emitter: _Emitter,
-) -> tuple[FileOutcome, list[Issue], dict[int, str]]:
-    read = read_export(path, site, registry)
-    if read.frame is None:
-        assert read.issue is not None
-        outcome = FileOutcome(path.name, sha, "rejected", rows_in=read.rows_in)
-        outcome.quarantine_records = 1
-        return outcome, [read.issue], {}
-    row_pids = _row_pids(read.frame, site, key)
-    validated = fold_into(validate_site_rows(read.frame, site, registry, logical), read)
-    if not validated.conserved():
-        raise AssertionError(f"conservation broken for {path.name}: {validated}")
-    outcome = FileOutcome(
-        path.name,
-        sha,
-        "ingested",
-        rows_in=read.rows_in,
-        offered=validated.offered,
-        accepted=validated.accepted,
-        quarantined=validated.quarantined,
-        not_administered=validated.not_administered,
-    )
-    issues = list(validated.issues)
-    admins = _pseudonymize(validated.administrations, site, key)
-    state = emitter.state
-    outcome.withdrawn = _withdrawals_in_export(
-        read.frame, site, row_pids, (path.name, sha), emitter
-    )
-    closed = admins["client_pid"].isin(list(state.closed_clients))
-    for rec in admins[closed].itertuples(index=False):
-        issues.append(
-            Issue(
-                int(rec.source_row),
-                None,
-                rec.instrument,
-                f"client.{state.closed_clients[rec.client_pid]}",
-                "identity",
-                "this client withdrew consent or was erased; the delivered values are not stored",
-            )
-        )
-    outcome.accepted -= int(closed.sum())
-    outcome.quarantined += int(closed.sum())
-    admins = admins[~closed].sort_values("source_row", kind="stable")
-    held = {
-        (key.pseudonym(site.site_id, "client", code), session, instrument, role)
-        for code, session, instrument, role in validated.held_keys
-    }
-    plan = _diff(admins, held, state, site)
-    if plan.rejected:
-        outcome.status = "rejected"
-        outcome.quarantined += outcome.accepted
-        outcome.accepted = 0
-        outcome.quarantine_records = 1
-        return outcome, [plan.rejected], row_pids
-    source = (path.name, sha)
-    for rec, etype in plan.changes:
-        emitter.response(
-            etype,
-            (rec.client_pid, int(rec.session_number), rec.instrument, rec.rater_role),
-            items=list(rec.items),
-            session_date=rec.session_date,
-            therapist_pid=rec.therapist_pid,
-            source=(*source, int(rec.source_row)),
-            reason="changed in the site's export" if etype == RESPONSE_AMENDED else None,
-            ending_type=_ending(rec.ending_type),
-            item_missing=_item_missing(rec.item_missing),
-        )
-    for gone in plan.retractions:
-        emitter.response(
-            RESPONSE_RETRACTED,
-            gone,
-            items=None,
-            session_date=None,
-            therapist_pid=None,
-            source=(*source, None),
-            reason="absent from the site's full export",
-        )
-    outcome.recorded = sum(1 for _, t in plan.changes if t == RESPONSE_RECORDED)
-    outcome.amended = sum(1 for _, t in plan.changes if t == RESPONSE_AMENDED)
-    outcome.retracted = len(plan.retractions)
-    outcome.unchanged = plan.unchanged
-    outcome.quarantine_records = len(issues)
-    return outcome, issues, row_pids
-
-
-def _ingest_export_columnar(
-    path: Path, sha: str, columnar: ColumnarSite, emitter: _Emitter
+    path: Path, sha: str, engine: IntakeSite, emitter: _Emitter
 ) -> tuple[FileOutcome, pa.Table]:
-    """A large long table through the columnar engine; its events go to their own file."""
-    done = columnar.ingest(
-        path,
-        sha,
-        logical=emitter.logical,
-        batch_id=emitter.batch_id,
-        actor=emitter.actor,
-        at=emitter.at,
-        first_seq=emitter.state.seq + 1,
-        closed_clients=emitter.state.closed_clients,
-    )
-    emitter.state.seq += done.events
+    """One export through the intake engine; its events go to their own file."""
+    done = engine.ingest(path, sha, emitter)
     outcome = FileOutcome(
         path.name,
         sha,
@@ -490,120 +331,11 @@ def _ingest_export_columnar(
         amended=done.amended,
         retracted=done.retracted,
         unchanged=done.unchanged,
+        withdrawn=done.withdrawn,
     )
     if outcome.offered != outcome.accepted + outcome.quarantined + outcome.not_administered:
         raise AssertionError(f"conservation broken for {path.name}: {outcome}")
     return outcome, done.quarantine
-
-
-def _withdrawals_in_export(
-    frame: pd.DataFrame,
-    site: SiteConfig,
-    row_pids: dict[int, str],
-    source: tuple[str, str],
-    emitter: _Emitter,
-) -> int:
-    """Rows whose withdrawal column is set withdraw their client, before any diffing."""
-    config = site.withdrawals
-    if config is None or config.column is None or config.column not in frame.columns:
-        return 0
-    flags = frame[config.column].fillna("").str.strip().str.lower().isin(config.values)
-    withdrawn = 0
-    for row in frame.loc[flags, "__source_row"].astype(int):
-        pid = row_pids.get(int(row))
-        if pid and pid not in emitter.state.closed_clients:
-            emitter.client(
-                CONSENT_WITHDRAWN, pid, (*source, int(row)), "consent withdrawn (export column)"
-            )
-            withdrawn += 1
-    return withdrawn
-
-
-def _row_pids(frame: pd.DataFrame, site: SiteConfig, key: PseudonymKey) -> dict[int, str]:
-    codes = client_keys(frame[site.columns["client_code"]])
-    pids = {c: key.pseudonym(site.site_id, "client", c) for c in set(codes) if c}
-    return {int(r): pids[c] for r, c in zip(frame["__source_row"], codes, strict=True) if c}
-
-
-@dataclass
-class _Plan:
-    changes: list[tuple[object, str]]
-    retractions: list[Key]
-    unchanged: int
-    rejected: Issue | None = None
-
-
-def _diff(admins: pd.DataFrame, held: set[Key], state: SiteState, site: SiteConfig) -> _Plan:
-    """Compare one export with the current state without touching the state yet."""
-    changes: list[tuple[object, str]] = []
-    unchanged = 0
-    present: set[Key] = set(held)
-    for rec in admins.itertuples(index=False):
-        k = (rec.client_pid, int(rec.session_number), rec.instrument, rec.rater_role)
-        present.add(k)
-        content = content_of(
-            list(rec.items),
-            rec.session_date.isoformat(),
-            rec.therapist_pid,
-            _ending(rec.ending_type),
-            _item_missing(rec.item_missing),
-        )
-        if k not in state.current:
-            changes.append((rec, RESPONSE_RECORDED))
-        elif state.current[k] != content:
-            changes.append((rec, RESPONSE_AMENDED))
-        else:
-            unchanged += 1
-    retractions: list[Key] = []
-    if site.delivery == "snapshot":
-        retractions = sorted(
-            k for k in state.current if k not in present and k[0] not in state.closed_clients
-        )
-        live = len([k for k in state.current if k[0] not in state.closed_clients])
-        if live and len(retractions) > site.max_retraction_fraction * live:
-            return _Plan(
-                [],
-                [],
-                0,
-                Issue(
-                    None,
-                    None,
-                    None,
-                    "snapshot.mass_retraction",
-                    "conflict",
-                    f"this full export would retract {len(retractions)} of the site's {live} "
-                    f"current administrations (limit {site.max_retraction_fraction:.0%}); it is "
-                    "treated as a broken export and nothing from it is applied. Re-export, or "
-                    "raise max_retraction_fraction for this site if the deletions are real.",
-                ),
-            )
-    return _Plan(changes, retractions, unchanged)
-
-
-def _ending(value: object) -> str | None:
-    """The administration's ending type; pandas may hold a missing one as NaN or NA."""
-    return value if isinstance(value, str) else None
-
-
-def _item_missing(value: object) -> list[str | None] | None:
-    """The administration's missing-code reasons (None: no item coded)."""
-    return list(value) if isinstance(value, list | tuple) else None
-
-
-def _pseudonymize(admins: pd.DataFrame, site: SiteConfig, key: PseudonymKey) -> pd.DataFrame:
-    clients = {c: key.pseudonym(site.site_id, "client", c) for c in set(admins.client_code)}
-    therapists = {
-        t: key.pseudonym(site.site_id, "therapist", t) for t in set(admins.therapist_code) if t
-    }
-    out = admins.assign(
-        client_pid=admins.client_code.map(clients),
-        # Object dtype keeps a blank therapist as None: a string column would turn it into NaN,
-        # which is neither a pseudonym nor null in the event log.
-        therapist_pid=pd.Series(
-            [therapists.get(t) for t in admins.therapist_code], index=admins.index, dtype=object
-        ),
-    )
-    return out.drop(columns=["client_code", "therapist_code"])
 
 
 def _ingest_withdrawals(

@@ -10,6 +10,8 @@ from dataclasses import asdict, dataclass
 
 import pyarrow as pa
 
+from ingestion.intake import rules
+
 CATEGORIES = (
     "encoding",
     "parse",
@@ -57,6 +59,25 @@ class Issue:
     def __post_init__(self) -> None:
         if self.category not in CATEGORIES:
             raise ValueError(f"unknown quarantine category {self.category!r}")
+        if rules.rule(self.rule_id).category != self.category:
+            raise ValueError(f"{self.rule_id} is catalogued under another category")
+
+    @classmethod
+    def of(
+        cls,
+        rule_id: str,
+        source_row: int | None = None,
+        column: str | None = None,
+        instrument: str | None = None,
+        raw_value: str | None = None,
+        **fields: object,
+    ) -> Issue:
+        """An issue of a catalogued rule, its message filled from the rule's template."""
+        rule = rules.rule(rule_id)
+        return cls(
+            source_row, column, instrument, rule_id, rule.category,
+            rules.message(rule_id, **fields), raw_value,
+        )  # fmt: skip
 
 
 def to_table(

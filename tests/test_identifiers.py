@@ -39,7 +39,8 @@ import yaml
 from ingestion.config_errors import ConfigError
 from ingestion.consortium import load_consortium
 from ingestion.ingest import ingest_site
-from ingestion.readers.dispatch import read_export, required_columns
+from ingestion.intake.preview import read_export
+from ingestion.intake.sources import required_columns
 from ingestion.registry import default_registry
 from tests.test_readers_qualtrics import counts, events, quarantine
 from tests.test_readers_spss import PLANTED as SPSS_PLANTED

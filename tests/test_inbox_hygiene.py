@@ -235,7 +235,7 @@ def test_symlinks_in_the_inbox_are_refused_and_never_opened(
 
 def test_a_linked_data_dictionary_is_never_read(sites_home: Path, tmp_path: Path) -> None:
     from ingestion.consortium import load_consortium
-    from ingestion.readers.redcap_dictionary import find_dictionary
+    from ingestion.intake.redcap_dictionary import find_dictionary
 
     doc = yaml.safe_load((sites_home / "consortium.yml").read_text())
     doc["sites"][0]["redcap"] = {"data_dictionary_glob": "*DataDictionary*.csv"}

@@ -24,7 +24,6 @@ names (never applied). FullName and Email are identifier_columns; Notes is free 
 
 from __future__ import annotations
 
-import io
 import shutil
 import zipfile
 from datetime import date
@@ -41,12 +40,12 @@ from ingestion.config_errors import ConfigError
 from ingestion.consortium import load_consortium
 from ingestion.events import EVENT_SCHEMA
 from ingestion.ingest import ingest_site
+from ingestion.intake.missing_codes import missing_marker
+from ingestion.intake.preview import read_export
+from ingestion.intake.sources import required_columns
 from ingestion.pseudonyms import PseudonymKey
-from ingestion.readers.base import fold_into
-from ingestion.readers.dispatch import read_export, required_columns
 from ingestion.registry import default_registry
 from ingestion.settings import Paths
-from ingestion.validate import missing_marker, validate_site_rows
 from tests.conftest import TEST_KEY
 from tests.test_event_sourcing import _configure, _export, _night, _row
 from tests.test_readers_qualtrics import counts, events, quarantine
@@ -220,41 +219,42 @@ def test_without_labels_the_event_is_the_number(shome: Path, tmp_path: Path) -> 
     assert frame["WAI1"].tolist()[1] == missing_marker("refused")
 
 
-def test_validation_scores_no_missing_code(shome: Path, tmp_path: Path) -> None:
-    site, registry = _site(shome)
-    path = tmp_path / "export.sav"
-    write_sav(path)
-    read = read_export(path, site, registry)
-    validated = fold_into(validate_site_rows(read.frame, site, registry, date(2026, 11, 20)), read)
-    assert validated.conserved()
-    assert (validated.offered, validated.accepted) == (10, 4)
-    assert (validated.quarantined, validated.not_administered) == (4, 2)
-    rules = sorted((i.source_row, i.instrument, i.rule_id, i.raw_value) for i in validated.issues)
+def test_missing_codes_are_scored_as_missing_never_as_values(shome: Path) -> None:
+    """The former row-engine check, through the one engine: coded items are missing (with
+    their reasons), never out of range; an undeclared 96 is a value, and out of range."""
+    write_sav(shome / "inbox" / "spss" / "export.sav")
+    (outcome,) = ingest_site("spss", DATE).files
+    assert counts(outcome) == (10, 4, 4, 2)
+    records = quarantine(shome)
+    rules = sorted(
+        (q["source_row"], q["instrument"], q["rule_id"], q["raw_value"]) for q in records
+    )
     assert rules == [
         (3, "wai_sr", "item.out_of_range", "7"),
         (4, "phq9", "row.session_event", "Baseline"),
         (4, "wai_sr", "row.session_event", "Baseline"),
         (5, "phq9", "item.out_of_range", "96"),
     ]
+    c1 = PID("spss", "client", "C1")
     admins = {
-        (r.client_code, r.session_number, r.instrument): (r.items, r.item_missing)
-        for r in validated.administrations.itertuples()
+        (e["client_pid"], e["session_number"], e["instrument"]): (e["items"], e["item_missing"])
+        for e in events(shome)
     }
     none12, none9 = [None] * 12, [None] * 9
     assert admins == {
-        ("C1", 1, "wai_sr"): ([4.0] * 12, None),
-        ("C1", 1, "phq9"): ([1.0] * 9, None),
-        ("C1", 2, "wai_sr"): (
+        (c1, 1, "wai_sr"): ([4.0] * 12, None),
+        (c1, 1, "phq9"): ([1.0] * 9, None),
+        (c1, 2, "wai_sr"): (
             [None, None] + [5.0] * 10,
             ["refused", "not_applicable"] + none12[2:],
         ),
-        ("C1", 2, "phq9"): (
+        (c1, 2, "phq9"): (
             [2.0, 2.0, None] + [2.0] * 6,
             none9[:2] + ["don_t_know"] + none9[3:],
         ),
     }
-    for issue in validated.issues:
-        assert not any(p in str(v) for p in PLANTED for v in vars(issue).values())
+    for record in records:
+        assert not any(p in str(v) for p in PLANTED for v in record.values())
 
 
 def test_ingested_sav_events_and_no_identifier_in_the_log(shome: Path) -> None:
@@ -484,11 +484,14 @@ def test_zip_member_glob_defaults_to_sav(shome: Path) -> None:
     assert site.zip.member_glob == "*.sav" and site.zip.format == "spss_sav"
 
 
-def test_bytes_are_read_in_memory(shome: Path, tmp_path: Path) -> None:
-    """The reader takes bytes (a zip member never touches the disk)."""
-    from ingestion.readers.spss_sav import read_spss_sav
-
-    site, registry = _site(shome)
-    raw = write_sav(tmp_path / "x.sav")
-    read = read_spss_sav(io.BytesIO(raw).getvalue(), site, registry)
-    assert read.frame is not None and len(read.frame) == 5
+def test_a_zipped_sav_leaves_nothing_in_scratch(shome: Path) -> None:
+    """A zip member is copied into the private scratch folder to be read, and removed."""
+    raw = write_sav(shome / "export.sav")
+    target = shome / "inbox" / "spsszip" / "export.zip"
+    target.parent.mkdir(parents=True)
+    with zipfile.ZipFile(target, "w") as archive:
+        archive.writestr("export.sav", raw)
+    (outcome,) = ingest_site("spsszip", DATE).files
+    assert counts(outcome) == (10, 4, 4, 2)
+    scratch = Paths(shome).scratch
+    assert not scratch.exists() or not any(scratch.iterdir())

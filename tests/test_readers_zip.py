@@ -6,6 +6,7 @@ export inside it. Zips are built here from the formats fixtures so their content
 
 from __future__ import annotations
 
+import tempfile
 import zipfile
 from pathlib import Path
 
@@ -101,12 +102,16 @@ def test_not_a_zip(fhome: Path) -> None:
 def test_member_that_lies_about_its_size_is_cut_off() -> None:
     import io
 
-    from ingestion.readers.zip_archive import _read_capped
+    from ingestion.intake.sources import Rejected, _copy_capped
 
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
         archive.writestr("survey.csv", b"0" * 10_000)
-    with zipfile.ZipFile(buffer) as archive:
+    with zipfile.ZipFile(buffer) as archive, tempfile.TemporaryDirectory() as folder:
         (info,) = archive.infolist()
-        assert _read_capped(archive, info, 1_000) is None
-        assert _read_capped(archive, info, 10_000) == b"0" * 10_000
+        target = Path(folder) / "member.csv"
+        refused = _copy_capped(archive, info, target, 1_000)
+        assert isinstance(refused, Rejected) and refused.issue.rule_id == "archive.too_large"
+        assert not target.exists()  # the partial copy is removed
+        assert _copy_capped(archive, info, target, 10_000) is None
+        assert target.read_bytes() == b"0" * 10_000

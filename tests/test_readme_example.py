@@ -10,10 +10,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-import pytest
-
 from ingestion import delta_store
-from ingestion.columnar.engine import MIN_BYTES_ENV
 from ingestion.events import EVENT_SCHEMA
 from ingestion.ingest import ingest_site
 from ingestion.pseudonyms import PseudonymKey
@@ -32,9 +29,7 @@ def block(marker: str) -> tuple[str, str]:
     return found.group(1), found.group(2)
 
 
-@pytest.mark.parametrize("engine", ["rows", "columnar"])
-def test_readme_site_example(home: Path, monkeypatch: pytest.MonkeyPatch, engine: str) -> None:
-    monkeypatch.setenv(MIN_BYTES_ENV, "0" if engine == "columnar" else str(1 << 40))
+def test_readme_site_example(home: Path) -> None:
     target, export = block("example-export")
     site_id, site_block = block("example-site")
     (home / "consortium.yml").write_text(

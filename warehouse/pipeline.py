@@ -18,9 +18,9 @@ from ingestion.consortium import load_consortium
 from ingestion.hashing import sha256_file
 from ingestion.ingest import ingest_site
 from ingestion.locks import exclusive_lock
+from ingestion.logical_date import parse_logical_date
 from ingestion.registry import default_registry
 from ingestion.settings import Paths, paths
-from ingestion.validate import parse_logical_date
 from warehouse.build import BUILD_INPUTS, build, planned_inputs
 from warehouse.erasure import erasures_after, publish_lock_path
 from warehouse.release import publish

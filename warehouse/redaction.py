@@ -20,9 +20,10 @@ from pathlib import Path, PurePosixPath
 import pyreadstat
 
 from ingestion.consortium import SiteConfig
-from ingestion.readers.qualtrics_csv import HEADER_ROWS, _import_id
-from ingestion.readers.redcap_dictionary import is_dictionary
-from ingestion.readers.spss_sav import READ_ERRORS, _render, _user_missing
+from ingestion.intake.redcap_dictionary import is_dictionary
+from ingestion.intake.sources import QUALTRICS_HEADER_ROWS as HEADER_ROWS
+from ingestion.intake.sources import _import_id
+from ingestion.intake.spss_rows import READ_ERRORS, _render, _user_missing
 
 MEASURES = ("nominal", "ordinal", "scale")
 # Does this cell (as the reader renders it) hold the erased client?

@@ -1,9 +1,9 @@
-"""One export through the columnar engine: load, classify, pseudonymize, diff, write events.
+"""One export through the intake engine: source, classify, pseudonymize, diff, write events.
 
-Which engine a site's night uses is decided once per site and night (`use_columnar`): a site
-whose fresh exports or stored history are large goes columnar for every export of the night, so
-the state never has to be held in Python. Both engines give the same log, so a site can move
-between them from one night to the next.
+Every format takes the same stages in one DuckDB scratch database per file, which spills to disk
+under a memory limit (`BORDIN_INTAKE_MEMORY`, default 768MB): so a file of any size ingests in
+bounded memory. Only the distinct client and therapist codes cross into Python (to be keyed with
+the secret), and the withdrawals an export's own column declares (to be emitted in order).
 """
 
 from __future__ import annotations
@@ -16,55 +16,40 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
+from typing import Protocol
 
 import duckdb
 import pyarrow as pa
 
 from ingestion import delta_store
-from ingestion.columnar.changes import (
+from ingestion.consortium import SiteConfig
+from ingestion.events import CLIENT_TYPES, CONSENT_WITHDRAWN
+from ingestion.intake.changes import (
+    export_withdrawals,
     load_state,
     plan_changes,
     pseudonymize,
     quarantine_rows,
     write_events,
 )
-from ingestion.columnar.classify import (
+from ingestion.intake.classify import (
     ACCEPTED,
     NOT_ADMINISTERED,
     classify,
     collect_issues,
     find_duplicates,
 )
-from ingestion.columnar.load import finish_lines, open_source, supported
-from ingestion.consortium import SiteConfig
-from ingestion.events import CLIENT_TYPES
+from ingestion.intake.sources import Rejected, open_source
+from ingestion.intake.text_files import Gaps, load_gaps, scan_gaps
 from ingestion.pseudonyms import PseudonymKey
 from ingestion.quarantine import QUARANTINE_SCHEMA, Issue, to_table
-from ingestion.readers.base import SiteRead
 from ingestion.registry import Registry
 from ingestion.site_state import SiteState
 
 log = logging.getLogger(__name__)
 
-MIN_BYTES_ENV = "BORDIN_COLUMNAR_MIN_BYTES"
-MIN_EVENTS_ENV = "BORDIN_COLUMNAR_MIN_EVENTS"
-MEMORY_ENV = "BORDIN_COLUMNAR_MEMORY"
-DEFAULT_MIN_BYTES = 32 << 20
-DEFAULT_MIN_EVENTS = 250_000
+MEMORY_ENV = "BORDIN_INTAKE_MEMORY"
 DEFAULT_MEMORY = "768MB"
-
-
-def use_columnar(site: SiteConfig, fresh: list[Path], event_log: Path) -> bool:
-    """Large fresh exports, or a large stored history, of a site the engine supports."""
-    if not supported(site) or site.withdrawals and site.withdrawals.column:
-        return False
-    if getattr(site, "missing_codes", None):
-        return False
-    min_bytes = int(os.environ.get(MIN_BYTES_ENV, DEFAULT_MIN_BYTES))
-    if any(p.stat().st_size >= min_bytes for p in fresh):
-        return True
-    min_events = int(os.environ.get(MIN_EVENTS_ENV, DEFAULT_MIN_EVENTS))
-    return _site_events(event_log, site.site_id) >= min_events
 
 
 @dataclass
@@ -81,13 +66,27 @@ class FileResult:
     amended: int = 0
     retracted: int = 0
     unchanged: int = 0
+    withdrawn: int = 0
     events: int = 0
     quarantine: pa.Table = field(default_factory=QUARANTINE_SCHEMA.empty_table)
     event_file: str | None = None
 
 
+class Emitter(Protocol):
+    """What the engine needs of the night's event builder (`ingestion.ingest._Emitter`)."""
+
+    batch_id: str
+    logical: date
+    actor: str
+    at: datetime
+    state: SiteState
+
+    def client(self, etype: str, pid: str, source: tuple[str, str, int | None],
+               reason: str | None) -> None: ...  # fmt: skip
+
+
 @dataclass
-class ColumnarSite:
+class IntakeSite:
     """The engine's side of one site's night: scratch space and the event files written."""
 
     site: SiteConfig
@@ -97,78 +96,93 @@ class ColumnarSite:
     scratch: Path
     pending: list[tuple[str, int]] = field(default_factory=list)
 
-    def ingest(
-        self,
-        path: Path,
-        sha: str,
-        *,
-        logical: date,
-        batch_id: str,
-        actor: str,
-        at: datetime,
-        first_seq: int,
-        closed_clients: dict[str, str],
-    ) -> FileResult:
-        self.scratch.mkdir(parents=True, exist_ok=True)
-        db = self.scratch / f"{uuid.uuid4()}.duckdb"
-        con = duckdb.connect(str(db))
+    def ingest(self, path: Path, sha: str, emitter: Emitter) -> FileResult:
+        folder = self.scratch / uuid.uuid4().hex
+        folder.mkdir(parents=True)
+        con = duckdb.connect(str(folder / "intake.duckdb"))
         try:
-            _configure(con, self.scratch)
-            return self._ingest(
-                con, path, sha, logical, batch_id, actor, at, first_seq, closed_clients
-            )
+            _configure(con, folder)
+            return self._ingest(con, path, sha, emitter, folder)
         finally:
             con.close()
-            db.unlink(missing_ok=True)
-            shutil.rmtree(self.scratch / "spill", ignore_errors=True)
+            shutil.rmtree(folder, ignore_errors=True)
 
-    def _ingest(self, con, path, sha, logical, batch_id, actor, at, first_seq, closed_clients):
-        site, stamp = self.site, dict(source_file=path.name, sha256=sha, batch_id=batch_id)
+    def _ingest(
+        self, con: duckdb.DuckDBPyConnection, path: Path, sha: str, emitter: Emitter, folder: Path
+    ) -> FileResult:
+        site, logical = self.site, emitter.logical
+        stamp = dict(source_file=path.name, sha256=sha, batch_id=emitter.batch_id)
         clock = _Stopwatch(f"{site.site_id}/{path.name}")
-        source = open_source(con, path, site, self.registry)
-        if isinstance(source, SiteRead):
-            return _rejected(source, site, path, sha, batch_id, logical)
+        source = open_source(con, path, site, self.registry, folder)
+        if isinstance(source, Rejected):
+            return self._rejected(source.issue, source.rows_in, path, sha, emitter)
         classify(con, source, site, self.registry, logical)
         clock.lap("scan and classify")
-        unreadable = finish_lines(con, path, site.long_csv.encoding)
-        if unreadable is not None:
-            return _rejected(unreadable, site, path, sha, batch_id, logical)
+        gaps = Gaps([], [])
+        if source.text is not None:
+            gaps = scan_gaps(con, source.text, source.first_line, source.blank_lines_count)
+            bad = con.execute(
+                "SELECT min(line) FROM reject_errors "
+                "WHERE error_type IN ('INVALID UNICODE', 'INVALID ENCODING')"
+            ).fetchone()[0]
+            if bad is not None:  # the encoding pass let it through: never expected
+                issue = Issue.of("file.encoding", detail=f"not UTF-8 (line {bad})")
+                return self._rejected(issue, 0, path, sha, emitter)
+        load_gaps(con, gaps, source.first_line)
+        con.execute("CREATE OR REPLACE TABLE rejected (line BIGINT)")
+        if gaps.rejected:
+            con.executemany("INSERT INTO rejected VALUES (?)", [(g,) for g in gaps.rejected])
         find_duplicates(con)
-        collect_issues(con, site, self.registry, logical)
+        collect_issues(con, source, site, self.registry, logical)
         clock.lap("duplicates and issues")
         pseudonymize(con, site.site_id, self.key)
+        withdrawn = 0
+        for line, pid in export_withdrawals(con, source):
+            if pid not in emitter.state.closed_clients:
+                emitter.client(
+                    CONSENT_WITHDRAWN, pid, (path.name, sha, line),
+                    "consent withdrawn (export column)",
+                )  # fmt: skip
+                withdrawn += 1
         clock.lap("pseudonyms")
         state_size = load_state(con, self._log_files(), site.site_id)
         plan = plan_changes(
             con,
-            closed_clients,
+            emitter.state.closed_clients,
             state_size,
             site.delivery == "snapshot",
             site.max_retraction_fraction,
         )
         clock.lap("state and changes")
         counts = dict(con.execute("SELECT status, count(*) FROM admins GROUP BY ALL").fetchall())
-        rejected_lines = con.execute("SELECT count(*) FROM rejected").fetchone()[0]
-        rows_in = sum(counts.values()) + rejected_lines
+        per = source.per_record
+        offered = sum(counts.values()) + len(gaps.rejected) * per
         result = FileResult(
             "ingested",
-            rows_in=rows_in,
-            offered=rows_in,
+            rows_in=sum(counts.values()) // per + len(gaps.rejected),
+            offered=offered,
             accepted=counts.get(ACCEPTED, 0),
-            quarantined=rows_in - counts.get(ACCEPTED, 0) - counts.get(NOT_ADMINISTERED, 0),
+            quarantined=offered - counts.get(ACCEPTED, 0) - counts.get(NOT_ADMINISTERED, 0),
             not_administered=counts.get(NOT_ADMINISTERED, 0),
+            withdrawn=withdrawn,
         )
         if plan.rejected_message:
-            # As the row engine: the whole file is held back under one record.
-            issue = Issue(None, None, None, "snapshot.mass_retraction", "conflict",
-                          plan.rejected_message)  # fmt: skip
+            # The whole file is held back under one record.
+            issue = Issue.of(
+                "snapshot.mass_retraction",
+                retracted=plan.retracted,
+                live=plan.live,
+                limit=f"{site.max_retraction_fraction:.0%}",
+            )
             result.status = "rejected"
             result.quarantined += result.accepted
             result.accepted = 0
-            result.quarantine = to_table([issue], site.site_id, path.name, sha, batch_id, logical)
+            result.quarantine = to_table(
+                [issue], site.site_id, path.name, sha, emitter.batch_id, logical
+            )
             return result
         result.quarantine = quarantine_rows(
-            con, site_id=site.site_id, logical=logical.isoformat(), **stamp
+            con, source, site_id=site.site_id, logical=logical.isoformat(), **stamp
         )
         result.recorded, result.amended = plan.recorded, plan.amended
         result.retracted, result.unchanged = plan.retracted, plan.unchanged
@@ -176,32 +190,34 @@ class ColumnarSite:
         result.events = write_events(
             con,
             str(self.event_log / name),
+            source,
             site_id=site.site_id,
-            first_seq=first_seq,
-            actor=actor,
+            first_seq=emitter.state.seq + 1,
+            actor=emitter.actor,
             logical=logical.isoformat(),
-            ingested_at=at.isoformat(),
+            ingested_at=emitter.at.isoformat(),
             **stamp,
         )
+        emitter.state.seq += result.events
         clock.lap("events written")
         if result.events:
             result.event_file = name
             self.pending.append((name, result.events))
         return result
 
+    def _rejected(
+        self, issue: Issue, rows_in: int, path: Path, sha: str, emitter: Emitter
+    ) -> FileResult:
+        table = to_table(
+            [issue], self.site.site_id, path.name, sha, emitter.batch_id, emitter.logical
+        )
+        return FileResult("rejected", rows_in=rows_in, quarantine=table)
+
     def _log_files(self) -> list[str]:
         committed = (
             delta_store.data_files(self.event_log) if delta_store.exists(self.event_log) else []
         )
         return committed + [str(self.event_log / name) for name, _ in self.pending]
-
-
-def _rejected(
-    read: SiteRead, site: SiteConfig, path: Path, sha: str, batch_id: str, logical: date
-) -> FileResult:
-    assert read.issue is not None
-    issues = to_table([read.issue], site.site_id, path.name, sha, batch_id, logical)
-    return FileResult("rejected", rows_in=read.rows_in, quarantine=issues)
 
 
 def client_state(event_log: Path, site_id: str) -> SiteState:
@@ -238,7 +254,7 @@ class _Stopwatch:
 
     def lap(self, stage: str) -> None:
         now = time.perf_counter()
-        log.info("columnar %s: %s in %.1f s", self.label, stage, now - self.last)
+        log.info("intake %s: %s in %.1f s", self.label, stage, now - self.last)
         self.last = now
 
 
@@ -248,19 +264,3 @@ def _configure(con: duckdb.DuckDBPyConnection, scratch: Path) -> None:
     con.execute(f"SET temp_directory = '{scratch / 'spill'}'")
     con.execute("SET preserve_insertion_order = true")
     con.execute("SET TimeZone = 'UTC'")
-
-
-def _site_events(event_log: Path, site_id: str) -> int:
-    if not delta_store.exists(event_log):
-        return 0
-    files = delta_store.data_files(event_log)
-    if not files:
-        return 0
-    con = duckdb.connect()
-    try:
-        return con.execute(
-            "SELECT count(*) FROM read_parquet(?, union_by_name = true) WHERE site_id = ?",
-            [files, site_id],
-        ).fetchone()[0]
-    finally:
-        con.close()

@@ -15,8 +15,6 @@ from dataclasses import dataclass
 import duckdb
 import pyarrow as pa
 
-from ingestion.columnar.classify import ACCEPTED, CONFLICTED, QUARANTINED
-from ingestion.columnar.load import line_of
 from ingestion.events import (
     EVENT_SCHEMA,
     RESPONSE_AMENDED,
@@ -25,10 +23,13 @@ from ingestion.events import (
     RESPONSE_TYPES,
     SCHEMA_VERSION,
 )
+from ingestion.intake import rules
+from ingestion.intake.classify import ACCEPTED, CLOSED, CONFLICTED, QUARANTINED
+from ingestion.intake.sources import Source
+from ingestion.intake.text_files import line_of, quote
 from ingestion.pseudonyms import PseudonymKey
 from ingestion.quarantine import QUARANTINE_SCHEMA
 
-CLOSED = 5  # admins.status of an accepted line whose client withdrew or was erased
 KEY = "client_pid, session_number, instrument, rater_role"
 
 # site_state.content_of as SQL: the canonical text of an administration's values. Lists cast
@@ -66,6 +67,7 @@ class Plan:
     retracted: int = 0
     unchanged: int = 0
     closed: int = 0
+    live: int = 0
     rejected_message: str | None = None
 
 
@@ -74,8 +76,7 @@ def pseudonymize(con: duckdb.DuckDBPyConnection, site_id: str, key: PseudonymKey
     clients = [
         r[0]
         for r in con.execute(
-            "SELECT DISTINCT client FROM admins "
-            "WHERE instrument IS NOT NULL AND NOT ragged AND client <> ''"
+            "SELECT DISTINCT client FROM admins WHERE NOT ragged AND client <> ''"
         ).fetchall()
     ]
     therapists = [
@@ -134,7 +135,8 @@ def load_state(con: duckdb.DuckDBPyConnection, files: list[str], site_id: str) -
 ACCEPTED_VIEW = f"""
 CREATE OR REPLACE VIEW acc AS
 SELECT a.rowid AS id, cm.pid AS client_pid, tm.pid AS therapist_pid, a.session_number,
-       a.instrument, a.rater_role, a.parsed_date AS session_date, a.items, a.form_order
+       a.instrument, a.rater_role, a.parsed_date AS session_date, a.items, a.ending_type,
+       a.item_missing
 FROM admins a
 JOIN client_map cm ON a.client = cm.client
 LEFT JOIN therapist_map tm ON a.therapist = tm.therapist
@@ -182,7 +184,8 @@ def plan_changes(
                             ELSE '{RESPONSE_AMENDED}' END AS event_type, s.event_id AS previous
             FROM acc a LEFT JOIN state s USING ({KEY})
             WHERE s.content IS NULL
-               OR s.content <> content_json(a.items, a.session_date, a.therapist_pid, NULL, NULL)
+               OR s.content <> content_json(a.items, a.session_date, a.therapist_pid,
+                                            a.ending_type, a.item_missing)
             """
         )
         counts = dict(
@@ -219,6 +222,7 @@ def plan_changes(
     )
     plan.retracted = _count(con, "SELECT count(*) FROM retractions")
     n_live = _count(con, f"SELECT count(*) FROM state s WHERE {live}")
+    plan.live = n_live
     if n_live and plan.retracted > max_retraction_fraction * n_live:
         plan.rejected_message = (
             f"this full export would retract {plan.retracted} of the site's {n_live} "
@@ -232,6 +236,7 @@ def plan_changes(
 def write_events(
     con: duckdb.DuckDBPyConnection,
     target: str,
+    source: Source,
     *,
     site_id: str,
     first_seq: int,
@@ -285,23 +290,26 @@ def write_events(
         )
     numbered = f"""
         SELECT s.id, s.n, {kind}, a.client, a.therapist, a.session_number,
-               a.instrument, a.rater_role, a.parsed_date, a.items
+               a.instrument, a.rater_role, a.parsed_date, a.items, a.ending_type, a.item_missing
         FROM admins a JOIN seq s ON s.id = a.rowid
     """
     changed = f"""
         SELECT c.event_type, cm.pid AS client_pid, tm.pid AS therapist_pid, c.session_number,
                c.parsed_date AS session_date, c.instrument, c.rater_role, c.items,
-               c.previous AS supersedes_event_id,
+               c.previous AS supersedes_event_id, c.ending_type, c.item_missing,
                CASE WHEN c.event_type = '{RESPONSE_AMENDED}' THEN 'changed in the site''s export'
-               END AS reason, {line_of(con, "c.id")} AS source_row,
-               content_json(c.items, c.parsed_date, tm.pid, NULL, NULL) AS content, c.n
+               END AS reason,
+               {line_of(con, f"(c.id // {source.per_record})", source.first_line)} AS source_row,
+               content_json(c.items, c.parsed_date, tm.pid, c.ending_type, c.item_missing)
+                   AS content, c.n
         FROM ({numbered}) c
         JOIN client_map cm ON cm.client = c.client
         LEFT JOIN therapist_map tm ON tm.therapist = c.therapist
     """
     retracted = f"""
         SELECT '{RESPONSE_RETRACTED}', client_pid, NULL, session_number, NULL, instrument,
-               rater_role, NULL, previous, 'absent from the site''s full export', NULL, NULL,
+               rater_role, NULL, previous, NULL, NULL, 'absent from the site''s full export',
+               NULL, NULL,
                {n_changed} + row_number() OVER (ORDER BY {KEY})
         FROM retractions
     """
@@ -333,6 +341,8 @@ _CARRIED = {
     "rater_role",
     "items",
     "supersedes_event_id",
+    "ending_type",
+    "item_missing",
     "reason",
     "source_row",
 }
@@ -340,6 +350,7 @@ _CARRIED = {
 
 def quarantine_rows(
     con: duckdb.DuckDBPyConnection,
+    source: Source,
     *,
     site_id: str,
     source_file: str,
@@ -354,9 +365,10 @@ def quarantine_rows(
         con.execute(
             f"""
             INSERT INTO issues
-            SELECT {line_of(con, "a.rowid")}, NULL, a.instrument, 'client.' || c.etype,
-                   'identity', 'this client withdrew consent or was erased; the delivered '
-                   || 'values are not stored', NULL, 200, a.client
+            SELECT {line_of(con, f"(a.rowid // {source.per_record})", source.first_line)},
+                   NULL, a.instrument, 'client.' || c.etype, 'identity',
+                   {quote(rules.message("client.consent_withdrawn"))}, NULL, 200, a.client,
+                   a.form
             FROM admins a JOIN closed_lines c ON c.id = a.rowid
             """
         )
@@ -367,7 +379,7 @@ def quarantine_rows(
                i.column_name, i.instrument, i.rule_id, i.category, i.message, i.raw_value,
                {_q(batch_id)} AS batch_id, DATE '{logical}' AS logical_date
         FROM issues i LEFT JOIN client_map cm ON cm.client = i.client
-        ORDER BY i.source_row, i.rank
+        ORDER BY i.source_row NULLS FIRST, i.form NULLS FIRST, i.rank, i.column_name
         """
     ).fetch_arrow_table()
     return table.cast(QUARANTINE_SCHEMA)
@@ -417,3 +429,18 @@ def _count(con: duckdb.DuckDBPyConnection, sql: str) -> int:
 
 def _q(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
+
+
+def export_withdrawals(con: duckdb.DuckDBPyConnection, source: Source) -> list[tuple[int, str]]:
+    """(record number, client pseudonym) of each record whose withdrawal column is set, in
+    file order; a record offering several forms counts once."""
+    per = source.per_record
+    return con.execute(
+        f"""
+        SELECT {line_of(con, "w.record", source.first_line)}, cm.pid
+        FROM (SELECT DISTINCT rowid // {per} AS record, client FROM admins WHERE withdraw
+              AND client <> '') w
+        JOIN client_map cm ON cm.client = w.client
+        ORDER BY w.record
+        """
+    ).fetchall()

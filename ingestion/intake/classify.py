@@ -1,0 +1,481 @@
+"""The acceptance rules as SQL, in one streaming pass over a source's canonical relation.
+
+The unit of acceptance is one administration: one record x one questionnaire it offers. A bad
+PHQ-9 cell quarantines that PHQ-9, not the WAI-SR filled in at the same session, so nothing
+valid is lost. Every administration ends as accepted, quarantined or not administered (all its
+items blank or coded missing), which is what the conservation check adds up.
+
+Table `admins` keeps, per administration in file order (rowid // per_record = the record's
+ordinal), its status, natural key and values, and, for quarantined ones only, the flags and raw
+cells its quarantine records need. Table `issues` then holds one row per reason, with the
+catalogue's rule ids, categories and messages (`ingestion.intake.rules`). Scale limits come from
+the instrument registry and the site's configuration; nothing instrument-specific is written
+here.
+
+Missing codes: an item cell equal to one of the site's `missing_codes` (text, or the same
+number), or carrying a file-declared missing marker (SPSS), is a missing item: never a value,
+never out of range, scored like a blank, but its reason is kept (`item_missing`: NULL when no
+item of the administration is coded). A questionnaire whose items are all blank or coded is not
+administered.
+
+An `ending` column gives each accepted administration its record's ending type ('planned',
+'unplanned' or NULL: blank and unknown values are ignored, never quarantined).
+"""
+
+from __future__ import annotations
+
+from datetime import date
+
+import duckdb
+
+from ingestion.consortium import SiteConfig
+from ingestion.intake import rules
+from ingestion.intake.client_codes import CONTROL_RE
+from ingestion.intake.missing_codes import MISSING_MARKER, UNLABELLED_MISSING
+from ingestion.intake.sources import Source
+from ingestion.intake.text_files import line_of, quote
+from ingestion.registry import Registry
+
+ACCEPTED, QUARANTINED, NOT_ADMINISTERED, CONFLICTED, REPEATED = 0, 1, 2, 3, 4
+CLOSED = 5  # an accepted administration whose client withdrew or was erased
+PROBLEM_SHAPE = (
+    '{"label": "VARCHAR", "client_raw": "VARCHAR", "date_raw": "VARCHAR", '
+    '"event_raw": "VARCHAR", "client_blank": "BOOLEAN", "client_control": "BOOLEAN", '
+    '"session_bad": "BOOLEAN", "date_bad": "BOOLEAN", "date_future": "BOOLEAN", '
+    '"unfinished": "BOOLEAN", "status_held": "BOOLEAN", "form_status": "VARCHAR", '
+    '"finished_raw": "VARCHAR", "progress_raw": "VARCHAR", '
+    '"texts": ["VARCHAR"], "bad": ["BOOLEAN"], "off": ["BOOLEAN"]}'
+)
+WHITESPACE = "' \t\n\r\x0b\x0c'"
+# Python's str.strip() for the ASCII whitespace it strips; trim() with a character set is slow,
+# so it runs only on the rare cell that starts or ends with one of them.
+STRIP_MACRO = f"""
+CREATE OR REPLACE MACRO pystrip(x) AS CASE
+    WHEN ascii(x) IN (9, 10, 11, 12, 13, 32) OR suffix(x, ' ') OR suffix(x, chr(9))
+         OR suffix(x, chr(10)) OR suffix(x, chr(11)) OR suffix(x, chr(12)) OR suffix(x, chr(13))
+    THEN trim(x, {WHITESPACE}) ELSE x END
+"""
+STATUS_LABELS = {"0": "Incomplete", "1": "Unverified", "2": "Complete"}
+
+
+def _case(expr: str, mapping: dict, default: str) -> str:
+    if not mapping:
+        return default
+    whens = " ".join(f"WHEN {k} THEN {v}" for k, v in mapping.items())
+    return f"CASE {expr} {whens} ELSE {default} END"
+
+
+def _in(values) -> str:
+    return ", ".join(quote(v) for v in values) or "NULL"
+
+
+def _missing_reason(site: SiteConfig, s: str) -> str:
+    """SQL: the missing-code reason of stripped cell text `s` (NULL: not a code)."""
+    codes = site.missing_codes
+    numeric: dict[float, str] = {}
+    for code, reason in codes.items():
+        try:
+            value = float(code)
+        except ValueError:
+            continue
+        if value == value:
+            numeric.setdefault(value, reason)
+    assert MISSING_MARKER.startswith("\x00")
+    marker = f"(chr(0) || {quote(MISSING_MARKER[1:])})"
+    parts = [
+        f"WHEN starts_with({s}, {marker}) THEN coalesce(nullif(substr({s}, "
+        f"{len(MISSING_MARKER) + 1}), ''), {quote(UNLABELLED_MISSING)})"
+    ]
+    for code, reason in codes.items():
+        parts.append(f"WHEN {s} = {quote(code)} THEN {quote(reason)}")
+    for value, reason in numeric.items():
+        parts.append(f"WHEN TRY_CAST({s} AS DOUBLE) = {value!r} THEN {quote(reason)}")
+    return f"CASE {' '.join(parts)} END"
+
+
+def classify(
+    con: duckdb.DuckDBPyConnection,
+    source: Source,
+    site: SiteConfig,
+    registry: Registry,
+    logical: date,
+) -> None:
+    """Table `admins`: one streaming pass over the source."""
+    forms = dict(enumerate(site.forms))
+    instruments = {j: registry.get(f.instrument) for j, f in forms.items()}
+    n = source.n_items
+    ks = range(1, n + 1)
+    n_items = _case("form", {j: m.items for j, m in instruments.items()}, "0")
+    lo = _case("form", {j: repr(m.item_min) for j, m in instruments.items()}, "0")
+    hi = _case("form", {j: repr(m.item_max) for j, m in instruments.items()}, "0")
+    step = _case("form", {j: repr(m.item_step) for j, m in instruments.items()}, "1")
+    skip_measures = site.long_csv.skip_measures if site.long_csv else ()
+    unfinished_skip = site.qualtrics is not None and site.qualtrics.unfinished == "skip"
+    redcap = site.redcap
+    counting = ("1", "2") if redcap is not None and redcap.accept_unverified else ("2",)
+    stripped = ", ".join(f"pystrip(coalesce(t{k}, '')) AS s{k}" for k in ks)
+    reasons = ", ".join(
+        f"CASE WHEN n_items >= {k} THEN {_missing_reason(site, f's{k}')} END AS m{k}" for k in ks
+    )
+    usable = ", ".join(
+        f"CASE WHEN m{k} IS NULL THEN coalesce(t{k}, '') ELSE '' END AS u{k}" for k in ks
+    )
+    raw_answered = " OR ".join(f"(n_items >= {k} AND s{k} <> '')" for k in ks)
+    numbers = ", ".join(f"TRY_CAST(u{k} AS DOUBLE) AS num{k}" for k in ks)
+    given = ", ".join(
+        f"(n_items >= {k} AND u{k} <> '' AND (num{k} IS NOT NULL OR pystrip(u{k}) <> ''))"
+        f" AS given{k}"
+        for k in ks
+    )
+    numeric = ", ".join(f"coalesce(NOT isnan(num{k}), false) AS numeric{k}" for k in ks)
+    ratios = ", ".join(f"(num{k} - lo) / step AS r{k}" for k in ks)
+    # numpy.isclose(r, round(r)) with its default tolerances.
+    flags = ", ".join(
+        f"given{k} AND NOT numeric{k} AS bad{k}, "
+        f"given{k} AND numeric{k} AND (num{k} < lo OR num{k} > hi "
+        f"OR abs(r{k} - round(r{k})) > 1e-8 + 1e-5 * abs(round(r{k}))) AS off{k}"
+        for k in ks
+    )
+    values = ", ".join(
+        f"CASE WHEN given{k} AND NOT bad{k} AND NOT off{k} THEN num{k} END" for k in ks
+    )
+    answered = " OR ".join(f"given{k}" for k in ks)
+    item_problem = " OR ".join(f"bad{k} OR off{k}" for k in ks)
+    future = f"coalesce(parsed_date > DATE '{logical.isoformat()}', false)"
+    row_problem = (
+        f"(client = '' OR client_control OR session_value IS NULL OR parsed_date IS NULL "
+        f"OR {future})"
+    )
+    status_held = f"(form_status IS NOT NULL AND form_status NOT IN ({_in(counting)}))"
+    ending = site.ending
+    ending_type = (
+        f"CASE WHEN lower(pystrip(coalesce(ending_raw, ''))) IN ({_in(ending.planned)}) "
+        f"THEN 'planned' WHEN lower(pystrip(coalesce(ending_raw, ''))) IN "
+        f"({_in(ending.unplanned)}) THEN 'unplanned' END"
+        if ending is not None
+        else "CAST(NULL AS VARCHAR)"
+    )
+    withdrawals = site.withdrawals
+    withdraw = (
+        f"NOT ragged AND NOT coalesce(unfinished, false) AND "
+        f"lower(pystrip(coalesce(withdraw_raw, ''))) IN ({_in(withdrawals.values)})"
+        if withdrawals is not None and withdrawals.column
+        else "false"
+    )
+    instrument_of = _case(
+        "form", {j: quote(m.instrument_id) for j, m in instruments.items()}, "NULL"
+    )
+    con.execute(STRIP_MACRO)
+    con.execute(
+        f"""
+        CREATE TABLE admins AS
+        WITH cells AS (
+            SELECT * FROM ({source.cells})
+        ), keyed AS (
+            SELECT *,
+                   {instrument_of} AS instrument,
+                   {n_items} AS n_items, {lo} AS lo, {hi} AS hi, {step} AS step,
+                   pystrip(coalesce(client_raw, '')) AS client,
+                   regexp_matches(pystrip(coalesce(client_raw, '')), '{CONTROL_RE}')
+                       AS client_control,
+                   pystrip(coalesce(therapist_raw, '')) AS therapist,
+                   TRY_CAST(trunc(TRY_CAST(nullif(regexp_extract(coalesce(event_raw, ''),
+                            {quote(site.session_event_pattern.pattern)}, 1), '') AS DOUBLE))
+                            AS INTEGER) AS session_value,
+                   TRY_CAST(try_strptime(pystrip(coalesce(date_raw, '')),
+                            {quote(site.date_format)}) AS DATE) AS parsed_date,
+                   {stripped}
+            FROM cells
+        ), coded AS (
+            SELECT *, {reasons} FROM keyed
+        ), usable AS (
+            SELECT *, {usable} FROM coded
+        ), scaled AS (
+            SELECT *, {numbers} FROM usable
+        ), given AS (
+            SELECT *, {given}, {numeric}, {ratios} FROM scaled
+        ), checked AS (
+            SELECT *, {flags} FROM given
+        ), statused AS (
+            SELECT *,
+                CASE
+                    WHEN ragged THEN {QUARANTINED}
+                    WHEN form IS NULL AND label IN ({_in(skip_measures)}) THEN {NOT_ADMINISTERED}
+                    WHEN form IS NULL THEN {QUARANTINED}
+                    WHEN coalesce(unfinished, false) AND {str(unfinished_skip).lower()}
+                        THEN {NOT_ADMINISTERED}
+                    WHEN coalesce(unfinished, false) AND ({raw_answered}) THEN {QUARANTINED}
+                    WHEN coalesce(unfinished, false) THEN {NOT_ADMINISTERED}
+                    WHEN {status_held} AND ({raw_answered}) THEN {QUARANTINED}
+                    WHEN NOT ({answered}) THEN {NOT_ADMINISTERED}
+                    WHEN {row_problem} OR {item_problem} THEN {QUARANTINED}
+                    ELSE {ACCEPTED}
+                END AS status,
+                [{values}] AS item_values,
+                [{", ".join(f"m{k}" for k in ks)}] AS item_reasons
+            FROM checked
+        )
+        SELECT CAST(status AS TINYINT) AS status, ragged, form, instrument,
+               {_case("form", {j: quote(f.rater_role) for j, f in forms.items()}, "NULL")}
+                   AS rater_role,
+               -- A code with a control character is keyed without it: its quarantined row
+               -- holds the client it most likely names.
+               CASE WHEN client_control
+                    THEN pystrip(regexp_replace(client, '{CONTROL_RE}', '', 'g'))
+                    ELSE client END AS client,
+               nullif(therapist, '') AS therapist,
+               session_value AS session_number, parsed_date,
+               CASE WHEN status = {ACCEPTED} THEN list_slice(item_values, 1, n_items) END AS items,
+               CASE WHEN status = {ACCEPTED}
+                         AND len(list_filter(list_slice(item_reasons, 1, n_items),
+                                             r -> r IS NOT NULL)) > 0
+                    THEN list_slice(item_reasons, 1, n_items) END AS item_missing,
+               CASE WHEN status = {ACCEPTED} THEN {ending_type} END AS ending_type,
+               {withdraw} AS withdraw,
+               CASE WHEN status = {QUARANTINED} THEN to_json(struct_pack(
+                   label, client_raw, date_raw, event_raw,
+                   client_blank := client = '', client_control,
+                   session_bad := session_value IS NULL,
+                   date_bad := parsed_date IS NULL, date_future := {future},
+                   unfinished := coalesce(unfinished, false),
+                   status_held := {status_held}, form_status, finished_raw, progress_raw,
+                   texts := [{", ".join(f"pystrip(u{k})" for k in ks)}],
+                   bad := [{", ".join(f"bad{k}" for k in ks)}],
+                   off := [{", ".join(f"off{k}" for k in ks)}])) END AS problem
+        FROM statused
+        """
+    )
+
+
+def find_duplicates(con: duckdb.DuckDBPyConnection) -> None:
+    """Exact repeats keep their first copy; every version of a conflicting key is held back.
+
+    Keys are grouped by a 64-bit hash first (one cheap aggregate over the file); only rows
+    whose hash repeats are compared exactly.
+    """
+    key = "client, session_number, instrument, rater_role"
+    con.execute(
+        f"""
+        CREATE OR REPLACE TABLE dup AS
+        WITH maybe AS (
+            SELECT hash({key}) AS h FROM admins WHERE status = {ACCEPTED}
+            GROUP BY h HAVING count(*) > 1
+        ), rows AS (
+            SELECT rowid AS id, {key},
+                   (items, parsed_date, therapist, ending_type, item_missing) AS content
+            FROM admins
+            WHERE status = {ACCEPTED} AND hash({key}) IN (SELECT h FROM maybe)
+        )
+        SELECT id, instrument, session_number,
+               count(DISTINCT content) OVER k > 1 AS conflict,
+               row_number() OVER (k ORDER BY id) > 1 AS repeat
+        FROM rows
+        WINDOW k AS (PARTITION BY {key})
+        QUALIFY count(DISTINCT content) OVER k > 1 OR row_number() OVER (k ORDER BY id) > 1
+        """
+    )
+    con.execute(
+        f"""
+        UPDATE admins SET status = CASE WHEN d.conflict THEN {CONFLICTED} ELSE {REPEATED} END
+        FROM dup d WHERE admins.rowid = d.id
+        """
+    )
+
+
+def collect_issues(
+    con: duckdb.DuckDBPyConnection,
+    source: Source,
+    site: SiteConfig,
+    registry: Registry,
+    logical: date,
+) -> None:
+    """Table `issues`: one row per reason, ordered by record, form and rule."""
+    cols = site.columns
+    forms = dict(enumerate(site.forms))
+    instruments = {j: registry.get(f.instrument) for j, f in forms.items()}
+    per = source.per_record
+    con.execute(
+        f"""
+        CREATE OR REPLACE TABLE held AS
+        SELECT a.* EXCLUDE (items, problem), json_transform(a.problem, '{PROBLEM_SHAPE}')
+                   AS problem, {line_of(con, f"(a.rowid // {per})", source.first_line)} AS line,
+               CASE WHEN a.instrument IS NOT NULL AND NOT a.ragged THEN nullif(a.client, '')
+               END AS named_client
+        FROM admins a WHERE a.status IN ({QUARANTINED}, {CONFLICTED}, {REPEATED})
+        """
+    )
+    quarantined = f"status = {QUARANTINED} AND instrument IS NOT NULL AND NOT ragged"
+    checked = f"{quarantined} AND NOT problem.unfinished AND NOT problem.status_held"
+    field_count = quote(rules.message("row.field_count", detail=source.ragged_message))
+    parts = [
+        _issue(f"status = {QUARANTINED} AND ragged", "NULL", "instrument", "row.field_count",
+               field_count, "NULL", 0),
+    ]  # fmt: skip
+    # Lines DuckDB's reader rejected (more fields than it can pad): one per form they offered.
+    if per == 1:
+        parts.append(
+            f"SELECT line, NULL, NULL, 'row.field_count', 'parse', {field_count}, NULL, 0, "
+            "NULL, NULL FROM rejected"
+        )
+    else:
+        for j, m in instruments.items():
+            parts.append(
+                f"SELECT line, NULL, {quote(m.instrument_id)}, 'row.field_count', 'parse', "
+                f"{field_count}, NULL, 0, NULL, {j} FROM rejected"
+            )
+    if site.long_csv is not None:
+        options = site.long_csv
+        parts.append(
+            _issue(
+                f"status = {QUARANTINED} AND NOT ragged AND instrument IS NULL",
+                quote(options.measure_column),
+                "NULL",
+                "row.unknown_measure",
+                rules.sql_message(
+                    "row.unknown_measure",
+                    label=_pyrepr("problem.label"),
+                    known=quote(", ".join(sorted(options.measures))),
+                ),
+                "problem.label",
+                1,
+            )
+        )
+    if site.qualtrics is not None:
+        min_progress = site.qualtrics.min_progress
+        unless = f" unless Progress >= {min_progress:g} %" if min_progress is not None else ""
+        parts.append(
+            _issue(
+                f"{quarantined} AND problem.unfinished",
+                "'Finished'",
+                "instrument",
+                "response.unfinished",
+                rules.sql_message(
+                    "response.unfinished",
+                    progress="coalesce(problem.progress_raw, '?')",
+                    unless=quote(unless),
+                ),
+                "problem.finished_raw",
+                1,
+            )
+        )
+    if site.redcap is not None and site.redcap.status_columns:
+        options = site.redcap
+        status_column = _case(
+            "instrument",
+            {quote(i): quote(c) for i, c in options.status_columns.items()},
+            "NULL",
+        )
+        labels = _case(
+            "problem.form_status",
+            {quote(k): quote(v) for k, v in STATUS_LABELS.items()},
+            "'unknown'",
+        )
+        counting = "Complete (2) or Unverified (1)" if options.accept_unverified else "Complete (2)"
+        parts.append(
+            _issue(
+                f"{quarantined} AND NOT problem.unfinished AND problem.status_held",
+                status_column,
+                "instrument",
+                "form.not_complete",
+                rules.sql_message(
+                    "form.not_complete",
+                    instrument="instrument",
+                    status="coalesce(nullif(problem.form_status, ''), 'blank')",
+                    status_label=labels,
+                    counting=quote(counting),
+                ),
+                "problem.form_status",
+                1,
+            )
+        )
+    row_rules = [
+        ("problem.client_blank", "client_code", "row.client_code_blank", {}, "client_raw", 2),
+        ("problem.client_control", "client_code", "row.client_code_control", {}, "client_raw", 2),
+        ("problem.session_bad", "event", "row.session_event",
+         {"pattern": quote(site.session_event_pattern.pattern)}, "event_raw", 3),
+        ("problem.date_bad", "session_date", "row.session_date_format",
+         {"date_format": quote(site.date_format)}, "date_raw", 4),
+        ("problem.date_future", "session_date", "row.session_date_future",
+         {"logical_date": quote(logical.isoformat())}, "date_raw", 5),
+    ]  # fmt: skip
+    for flag, role, rule_id, fields, raw, rank in row_rules:
+        parts.append(
+            _issue(
+                f"{checked} AND {flag}",
+                quote(cols[role]),
+                "instrument",
+                rule_id,
+                rules.sql_message(rule_id, **fields),
+                f"problem.{raw}",
+                rank,
+            )
+        )
+    bounds = {
+        j: (quote(f"{m.item_min:g}"), quote(f"{m.item_max:g}"), quote(f"{m.item_step:g}"))
+        for j, m in instruments.items()
+    }
+    for k in range(1, source.n_items + 1):
+        column = _case(
+            "form",
+            {
+                j: quote(forms[j].item_columns(m.items)[k - 1])
+                for j, m in instruments.items()
+                if m.items >= k
+            },
+            "NULL",
+        )
+        parts.append(
+            _issue(f"{checked} AND problem.bad[{k}]", column, "instrument", "item.non_numeric",
+                   rules.sql_message("item.non_numeric", instrument="instrument", k=str(k)),
+                   f"problem.texts[{k}]", 10 + 2 * k)
+        )  # fmt: skip
+        parts.append(
+            _issue(
+                f"{checked} AND problem.off[{k}]", column, "instrument", "item.out_of_range",
+                rules.sql_message(
+                    "item.out_of_range",
+                    instrument="instrument",
+                    k=str(k),
+                    item_min=_case("form", {j: b[0] for j, b in bounds.items()}, "''"),
+                    item_max=_case("form", {j: b[1] for j, b in bounds.items()}, "''"),
+                    item_step=_case("form", {j: b[2] for j, b in bounds.items()}, "''"),
+                ),
+                f"problem.texts[{k}]", 11 + 2 * k,
+            )
+        )  # fmt: skip
+    for status, rule_id in ((CONFLICTED, "record.conflicting_duplicate"),
+                            (REPEATED, "record.exact_duplicate")):  # fmt: skip
+        parts.append(
+            _issue(
+                f"status = {status}",
+                "NULL",
+                "instrument",
+                rule_id,
+                rules.sql_message(rule_id, instrument="instrument", session="session_number"),
+                "NULL",
+                100,
+            )
+        )
+    con.execute(
+        "CREATE OR REPLACE TABLE issues (source_row BIGINT, column_name VARCHAR, "
+        "instrument VARCHAR, rule_id VARCHAR, category VARCHAR, message VARCHAR, "
+        "raw_value VARCHAR, rank INTEGER, client VARCHAR, form INTEGER)"
+    )
+    con.execute("INSERT INTO issues " + " UNION ALL ".join(parts))
+
+
+def _issue(where: str, column: str, instrument: str, rule_id: str, message: str, raw: str,
+           rank: int) -> str:  # fmt: skip
+    category = rules.rule(rule_id).category
+    return (
+        f"SELECT line, {column}, {instrument}, {quote(rule_id)}, {quote(category)}, {message}, "
+        f"{raw}, {rank}, named_client, form FROM held WHERE {where}"
+    )
+
+
+def _pyrepr(expr: str) -> str:
+    """Python's repr of a str (as the messages quote a label) for ordinary labels."""
+    return (
+        f"CASE WHEN contains({expr}, '''') AND NOT contains({expr}, '\"') "
+        f"THEN '\"' || {expr} || '\"' ELSE '''' || replace({expr}, '''', '\\''') || '''' END"
+    )
