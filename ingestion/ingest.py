@@ -34,7 +34,7 @@ from ingestion.events import (
 )
 from ingestion.hashing import sha256_file
 from ingestion.intake.client_codes import CONTROL
-from ingestion.intake.engine import IntakeSite, client_state
+from ingestion.intake.engine import IntakeSite
 from ingestion.key_fingerprint import check_key
 from ingestion.locks import exclusive_lock
 from ingestion.logical_date import parse_logical_date
@@ -42,7 +42,7 @@ from ingestion.pseudonyms import PseudonymKey, load_key
 from ingestion.quarantine import Issue, to_table
 from ingestion.registry import Registry, default_registry
 from ingestion.settings import Paths, paths
-from ingestion.site_state import SiteState
+from ingestion.site_state import SiteState, client_state
 
 log = logging.getLogger(__name__)
 

@@ -39,7 +39,7 @@ from ingestion.locks import exclusive_lock
 from ingestion.pseudonyms import PseudonymKey, load_key
 from ingestion.quarantine import QUARANTINE_SCHEMA
 from ingestion.settings import Paths, paths
-from ingestion.site_state import SiteState
+from ingestion.site_state import client_state
 from warehouse.redaction import Unreadable, redact
 
 PID = re.compile(r"^[0-9a-f]{32}$")
@@ -241,7 +241,7 @@ def _record(
     on: date | None,
     where: Paths,
 ) -> str:
-    state = SiteState.load(where.event_log, site_id)
+    state = client_state(where.event_log, site_id)
     summary = (
         f"{reason.strip()} (erased {report.events_removed} events, "
         f"{report.quarantine_records_removed} quarantine records, "

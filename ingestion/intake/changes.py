@@ -32,7 +32,7 @@ from ingestion.quarantine import QUARANTINE_SCHEMA
 
 KEY = "client_pid, session_number, instrument, rater_role"
 
-# site_state.content_of as SQL: the canonical text of an administration's values. Lists cast
+# The canonical text of an administration's values. Lists cast
 # to text as '[4.0, NULL]'; Python's json writes '[4.0,null]' (same shortest float digits).
 CONTENT_MACRO = """
 CREATE OR REPLACE MACRO content_json(items, day, therapist, ending, missing) AS

@@ -23,7 +23,7 @@ import pyarrow as pa
 
 from ingestion import delta_store
 from ingestion.consortium import SiteConfig
-from ingestion.events import CLIENT_TYPES, CONSENT_WITHDRAWN
+from ingestion.events import CONSENT_WITHDRAWN
 from ingestion.intake.changes import (
     export_withdrawals,
     load_state,
@@ -49,6 +49,8 @@ from ingestion.site_state import SiteState
 log = logging.getLogger(__name__)
 
 MEMORY_ENV = "BORDIN_INTAKE_MEMORY"
+# DuckDB threads per file (default: every core). The output does not depend on it.
+THREADS_ENV = "BORDIN_INTAKE_THREADS"
 DEFAULT_MEMORY = "768MB"
 
 
@@ -220,31 +222,6 @@ class IntakeSite:
         return committed + [str(self.event_log / name) for name, _ in self.pending]
 
 
-def client_state(event_log: Path, site_id: str) -> SiteState:
-    """The site's order counter and closed clients only: response state stays in SQL."""
-    state = SiteState(site_id)
-    if not delta_store.exists(event_log) or not (files := delta_store.data_files(event_log)):
-        return state
-    con = duckdb.connect()
-    try:
-        source = "read_parquet(?, union_by_name = true)"
-        state.seq = con.execute(
-            f"SELECT coalesce(max(site_seq), 0) FROM {source} WHERE site_id = ?", [files, site_id]
-        ).fetchone()[0]
-        types = ", ".join(f"'{t}'" for t in CLIENT_TYPES)
-        rows = con.execute(
-            f"SELECT client_pid, event_type, event_id FROM {source} "
-            f"WHERE site_id = ? AND event_type IN ({types}) ORDER BY site_seq",
-            [files, site_id],
-        ).fetchall()
-    finally:
-        con.close()
-    for pid, etype, eid in rows:
-        state.closed_clients[pid] = etype
-        state.last_client_event[pid] = eid
-    return state
-
-
 class _Stopwatch:
     """Stage timings in the task log: where a large night's time went."""
 
@@ -264,3 +241,5 @@ def _configure(con: duckdb.DuckDBPyConnection, scratch: Path) -> None:
     con.execute(f"SET temp_directory = '{scratch / 'spill'}'")
     con.execute("SET preserve_insertion_order = true")
     con.execute("SET TimeZone = 'UTC'")
+    if threads := os.environ.get(THREADS_ENV):
+        con.execute(f"SET threads = {int(threads)}")

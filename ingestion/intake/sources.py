@@ -111,10 +111,10 @@ def open_source(
     raise ValueError(f"no source for format {fmt!r}")
 
 
-def _text(path: Path, encoding: str, hint: str, scratch: Path) -> Path | Rejected:
+def _text(path: Path, encoding: str, hint: str, scratch: Path, label: str = "") -> Path | Rejected:
     if tf.is_blank(path):
         return Rejected(Issue.of("file.empty"))
-    text = tf.encoding_issue(path, encoding, hint, scratch / "transcoded.csv")
+    text = tf.encoding_issue(path, encoding, hint, scratch / "transcoded.csv", label)
     return Rejected(text) if isinstance(text, Issue) else text
 
 
@@ -126,11 +126,11 @@ def _missing(detail: str, rows_in: int, column: str | None = None) -> Rejected:
     return Rejected(Issue.of("file.missing_columns", column=column, detail=detail), rows_in)
 
 
-def _duplicates(header: list[str], rows_in: int) -> Rejected | None:
+def _duplicates(header: list[str]) -> Issue | None:
     if len(set(header)) == len(header):
         return None
     dupes = sorted({h for h in header if header.count(h) > 1})
-    return Rejected(Issue.of("file.duplicate_columns", dupes=dupes), rows_in)
+    return Issue.of("file.duplicate_columns", dupes=dupes)
 
 
 # --- wide formats -------------------------------------------------------------------------
@@ -203,7 +203,7 @@ def _redcap(con, path, site, registry, scratch, dictionary_path) -> Source | Rej
         mismatch = check_export(dictionary, site, registry)
         if mismatch is not None:
             return Rejected(mismatch)
-    text = _text(path, "utf-8", "export from REDCap as UTF-8 CSV", scratch)
+    text = _text(path, "utf-8", "export from REDCap as UTF-8 CSV", scratch, "UTF-8")
     if isinstance(text, Rejected):
         return text
     header = tf.read_header(text, ",", 1)
@@ -222,8 +222,8 @@ def _redcap(con, path, site, registry, scratch, dictionary_path) -> Source | Rej
             tf.count_records(con, body),
             ", ".join(missing),
         )
-    if (dupes := _duplicates(names, tf.count_records(con, body))) is not None:
-        return Rejected(dupes.issue)  # as before: a repeated column gives no row count
+    if (dupes := _duplicates(names)) is not None:
+        return Rejected(dupes)  # as before: a repeated column gives no row count
     at = {c: f"c{names.index(c)}" for c in required}
     status = {
         j: at[status_columns[f.instrument]]
@@ -382,8 +382,8 @@ def _long(con, path, site, registry, scratch) -> Source | Rejected:
             f"export, wrong delimiter {options.delimiter!r}, or the column map is out of date)",
             tf.count_records(con, body),
         )
-    if (dupes := _duplicates(names, tf.count_records(con, body))) is not None:
-        return dupes
+    if (dupes := _duplicates(names)) is not None:
+        return Rejected(dupes, tf.count_records(con, body))
     at = {c: f"c{names.index(c)}" for c in required + optional}
     forms = {f.instrument: j for j, f in enumerate(site.forms)}
     ragged = tf.ragged_sql(len(names))

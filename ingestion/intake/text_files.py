@@ -28,11 +28,13 @@ BLOCK = 8 << 20  # bytes per read of the streaming passes
 UTF8 = {"utf-8", "utf-8-sig", "utf8"}
 
 
-def encoding_issue(path: Path, encoding: str, hint: str, target: Path) -> Path | Issue:
+def encoding_issue(
+    path: Path, encoding: str, hint: str, target: Path, label: str = ""
+) -> Path | Issue:
     """The UTF-8 text to parse (the file itself, or its transcoded copy), or the byte that
     could not be decoded. Memory: one block."""
     utf8 = encoding.lower() in UTF8
-    label = "UTF-8" if utf8 else encoding
+    label = label or encoding
     decoder = codecs.getincrementaldecoder("utf-8-sig" if utf8 else encoding)()
     offset = 0
     out = None if utf8 else target.open("w", encoding="utf-8", newline="")
