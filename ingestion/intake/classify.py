@@ -32,8 +32,8 @@ from ingestion.consortium import SiteConfig
 from ingestion.intake import rules
 from ingestion.intake.client_codes import CONTROL_RE
 from ingestion.intake.missing_codes import MISSING_MARKER, UNLABELLED_MISSING
-from ingestion.intake.sources import Source
-from ingestion.intake.text_files import line_of, quote
+from ingestion.intake.sources import Source, serial
+from ingestion.intake.text_files import SERIAL_HINT, line_of, quote, reset_rejects
 from ingestion.registry import Registry
 
 ACCEPTED, QUARANTINED, NOT_ADMINISTERED, CONFLICTED, REPEATED = 0, 1, 2, 3, 4
@@ -69,6 +69,11 @@ def _in(values) -> str:
     return ", ".join(quote(v) for v in values) or "NULL"
 
 
+def _whole_grid(instrument) -> bool:
+    inverse = 1 / instrument.item_step
+    return float(instrument.item_min).is_integer() and abs(inverse - round(inverse)) < 1e-9
+
+
 def _missing_reason(site: SiteConfig, s: str) -> str:
     """SQL: the missing-code reason of stripped cell text `s` (NULL: not a code)."""
     codes = site.missing_codes
@@ -99,8 +104,26 @@ def classify(
     site: SiteConfig,
     registry: Registry,
     logical: date,
+) -> Source:
+    """Table `admins`: one streaming pass over the source (the source as finally read)."""
+    try:
+        _classify(con, source, site, registry, logical)
+    except duckdb.Error as exc:
+        if SERIAL_HINT not in str(exc):
+            raise
+        reset_rejects(con)
+        source = serial(source)
+        _classify(con, source, site, registry, logical)
+    return source
+
+
+def _classify(
+    con: duckdb.DuckDBPyConnection,
+    source: Source,
+    site: SiteConfig,
+    registry: Registry,
+    logical: date,
 ) -> None:
-    """Table `admins`: one streaming pass over the source."""
     forms = dict(enumerate(site.forms))
     instruments = {j: registry.get(f.instrument) for j, f in forms.items()}
     n = source.n_items
@@ -113,34 +136,43 @@ def classify(
     unfinished_skip = site.qualtrics is not None and site.qualtrics.unfinished == "skip"
     redcap = site.redcap
     counting = ("1", "2") if redcap is not None and redcap.accept_unverified else ("2",)
-    stripped = ", ".join(f"pystrip(coalesce(t{k}, '')) AS s{k}" for k in ks)
-    reasons = ", ".join(
-        f"CASE WHEN n_items >= {k} THEN {_missing_reason(site, f's{k}')} END AS m{k}" for k in ks
+    raw = f"list_slice([{', '.join(f't{k}' for k in ks)}], 1, n_items)"
+    # Per item, as lists. `m`: the missing-code reason (NULL: none; only for a site with codes
+    # or a reader that marks them); `u`: the cell checked, a coded one blanked; `num`: its
+    # number; `code`: 0 blank, 1 valid, 2 not a number, 3 off the scale (range, or off the
+    # grid of its step: numpy.isclose(r, round(r)) with its default tolerances).
+    coded = (
+        bool(site.missing_codes)
+        or site.format == "spss_sav"
+        or (site.zip is not None and site.zip.format == "spss_sav")
     )
-    usable = ", ".join(
-        f"CASE WHEN m{k} IS NULL THEN coalesce(t{k}, '') ELSE '' END AS u{k}" for k in ks
+    spaces = quote(" \t\n\r\x0b\x0c")
+    reason = _missing_reason(site, f"trim(x, {spaces})")
+    if coded:
+        missing = f"list_transform(raw, x -> CASE WHEN x IS NOT NULL THEN {reason} END)"
+        usable = "list_transform(raw, (x, i) -> CASE WHEN m[i] IS NULL THEN x END)"
+    else:
+        missing, usable = "CAST(NULL AS VARCHAR[])", "raw"
+    ratio = "((p.v - lo) / step)"
+    grid = f"abs({ratio} - round({ratio})) > 1e-8 + 1e-5 * abs(round({ratio}))"
+    # A whole number is on the grid of a scale with a whole lower bound and a step dividing
+    # one (every registry scale today): the costly grid check runs on fractions only.
+    whole = _case("form", {j: str(_whole_grid(m)).lower() for j, m in instruments.items()}, "false")
+    code = f"""list_transform(pairs, p -> CASE
+            WHEN p.v IS NULL THEN CASE WHEN coalesce(trim(p.t, {spaces}), '') = '' THEN 0 ELSE 2 END
+            WHEN isnan(p.v) THEN 2
+            WHEN p.v < lo OR p.v > hi THEN 3
+            WHEN whole AND p.v = trunc(p.v) THEN 1
+            WHEN {grid} THEN 3
+            ELSE 1 END)"""
+    # An accepted administration has no item off the scale: its numbers are its values.
+    values = "list_transform(pairs, p -> p.v)"
+    answered = "coalesce(list_max(code) > 0, false)"
+    item_problem = "coalesce(list_max(code) > 1, false)"
+    raw_answered = (
+        f"coalesce(list_bool_or(list_transform(raw, x -> trim(coalesce(x, ''), {spaces}) <> '')),"
+        " false)"
     )
-    raw_answered = " OR ".join(f"(n_items >= {k} AND s{k} <> '')" for k in ks)
-    numbers = ", ".join(f"TRY_CAST(u{k} AS DOUBLE) AS num{k}" for k in ks)
-    given = ", ".join(
-        f"(n_items >= {k} AND u{k} <> '' AND (num{k} IS NOT NULL OR pystrip(u{k}) <> ''))"
-        f" AS given{k}"
-        for k in ks
-    )
-    numeric = ", ".join(f"coalesce(NOT isnan(num{k}), false) AS numeric{k}" for k in ks)
-    ratios = ", ".join(f"(num{k} - lo) / step AS r{k}" for k in ks)
-    # numpy.isclose(r, round(r)) with its default tolerances.
-    flags = ", ".join(
-        f"given{k} AND NOT numeric{k} AS bad{k}, "
-        f"given{k} AND numeric{k} AND (num{k} < lo OR num{k} > hi "
-        f"OR abs(r{k} - round(r{k})) > 1e-8 + 1e-5 * abs(round(r{k}))) AS off{k}"
-        for k in ks
-    )
-    values = ", ".join(
-        f"CASE WHEN given{k} AND NOT bad{k} AND NOT off{k} THEN num{k} END" for k in ks
-    )
-    answered = " OR ".join(f"given{k}" for k in ks)
-    item_problem = " OR ".join(f"bad{k} OR off{k}" for k in ks)
     future = f"coalesce(parsed_date > DATE '{logical.isoformat()}', false)"
     row_problem = (
         f"(client = '' OR client_control OR session_value IS NULL OR parsed_date IS NULL "
@@ -174,7 +206,7 @@ def classify(
         ), keyed AS (
             SELECT *,
                    {instrument_of} AS instrument,
-                   {n_items} AS n_items, {lo} AS lo, {hi} AS hi, {step} AS step,
+                   {n_items} AS n_items, {lo} AS lo, {hi} AS hi, {step} AS step, {whole} AS whole,
                    pystrip(coalesce(client_raw, '')) AS client,
                    regexp_matches(pystrip(coalesce(client_raw, '')), '{CONTROL_RE}')
                        AS client_control,
@@ -183,19 +215,19 @@ def classify(
                             {quote(site.session_event_pattern.pattern)}, 1), '') AS DOUBLE))
                             AS INTEGER) AS session_value,
                    TRY_CAST(try_strptime(pystrip(coalesce(date_raw, '')),
-                            {quote(site.date_format)}) AS DATE) AS parsed_date,
-                   {stripped}
+                            {quote(site.date_format)}) AS DATE) AS parsed_date
             FROM cells
+        ), listed AS (
+            SELECT *, {raw} AS raw FROM keyed
         ), coded AS (
-            SELECT *, {reasons} FROM keyed
+            SELECT *, {missing} AS m FROM listed
         ), usable AS (
-            SELECT *, {usable} FROM coded
-        ), scaled AS (
-            SELECT *, {numbers} FROM usable
-        ), given AS (
-            SELECT *, {given}, {numeric}, {ratios} FROM scaled
+            SELECT *, {usable} AS u FROM coded
+        ), numbered AS (
+            SELECT *, list_transform(u, x -> {{'t': x, 'v': TRY_CAST(x AS DOUBLE)}}) AS pairs
+            FROM usable
         ), checked AS (
-            SELECT *, {flags} FROM given
+            SELECT *, {code} AS code FROM numbered
         ), statused AS (
             SELECT *,
                 CASE
@@ -204,15 +236,13 @@ def classify(
                     WHEN form IS NULL THEN {QUARANTINED}
                     WHEN coalesce(unfinished, false) AND {str(unfinished_skip).lower()}
                         THEN {NOT_ADMINISTERED}
-                    WHEN coalesce(unfinished, false) AND ({raw_answered}) THEN {QUARANTINED}
+                    WHEN coalesce(unfinished, false) AND {raw_answered} THEN {QUARANTINED}
                     WHEN coalesce(unfinished, false) THEN {NOT_ADMINISTERED}
-                    WHEN {status_held} AND ({raw_answered}) THEN {QUARANTINED}
-                    WHEN NOT ({answered}) THEN {NOT_ADMINISTERED}
+                    WHEN {status_held} AND {raw_answered} THEN {QUARANTINED}
+                    WHEN NOT {answered} THEN {NOT_ADMINISTERED}
                     WHEN {row_problem} OR {item_problem} THEN {QUARANTINED}
                     ELSE {ACCEPTED}
-                END AS status,
-                [{values}] AS item_values,
-                [{", ".join(f"m{k}" for k in ks)}] AS item_reasons
+                END AS status
             FROM checked
         )
         SELECT CAST(status AS TINYINT) AS status, ragged, form, instrument,
@@ -225,11 +255,10 @@ def classify(
                     ELSE client END AS client,
                nullif(therapist, '') AS therapist,
                session_value AS session_number, parsed_date,
-               CASE WHEN status = {ACCEPTED} THEN list_slice(item_values, 1, n_items) END AS items,
+               CASE WHEN status = {ACCEPTED} THEN {values} END AS items,
                CASE WHEN status = {ACCEPTED}
-                         AND len(list_filter(list_slice(item_reasons, 1, n_items),
-                                             r -> r IS NOT NULL)) > 0
-                    THEN list_slice(item_reasons, 1, n_items) END AS item_missing,
+                         AND len(list_filter(m, r -> r IS NOT NULL)) > 0 THEN m END
+                   AS item_missing,
                CASE WHEN status = {ACCEPTED} THEN {ending_type} END AS ending_type,
                {withdraw} AS withdraw,
                CASE WHEN status = {QUARANTINED} THEN to_json(struct_pack(
@@ -239,9 +268,9 @@ def classify(
                    date_bad := parsed_date IS NULL, date_future := {future},
                    unfinished := coalesce(unfinished, false),
                    status_held := {status_held}, form_status, finished_raw, progress_raw,
-                   texts := [{", ".join(f"pystrip(u{k})" for k in ks)}],
-                   bad := [{", ".join(f"bad{k}" for k in ks)}],
-                   off := [{", ".join(f"off{k}" for k in ks)}])) END AS problem
+                   texts := list_transform(u, x -> pystrip(coalesce(x, ''))),
+                   bad := list_transform(code, c -> c = 2),
+                   off := list_transform(code, c -> c = 3))) END AS problem
         FROM statused
         """
     )

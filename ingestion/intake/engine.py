@@ -118,7 +118,7 @@ class IntakeSite:
         source = open_source(con, path, site, self.registry, folder)
         if isinstance(source, Rejected):
             return self._rejected(source.issue, source.rows_in, path, sha, emitter)
-        classify(con, source, site, self.registry, logical)
+        source = classify(con, source, site, self.registry, logical)
         clock.lap("scan and classify")
         gaps = Gaps([], [])
         if source.text is not None:

@@ -16,8 +16,15 @@ import duckdb
 import pandas as pd
 
 from ingestion.consortium import SiteConfig
-from ingestion.intake.sources import ROLES, Rejected, open_source, required_columns
-from ingestion.intake.text_files import Gaps, line_of, load_gaps, scan_gaps
+from ingestion.intake.sources import ROLES, Rejected, open_source, required_columns, serial
+from ingestion.intake.text_files import (
+    SERIAL_HINT,
+    Gaps,
+    line_of,
+    load_gaps,
+    reset_rejects,
+    scan_gaps,
+)
 from ingestion.quarantine import Issue
 from ingestion.registry import Registry
 
@@ -36,7 +43,14 @@ def read_export(path: Path, site: SiteConfig, registry: Registry) -> Preview:
             source = open_source(con, path, site, registry, Path(folder))
             if isinstance(source, Rejected):
                 return Preview(None, source.issue, source.rows_in)
-            con.execute(f"CREATE TABLE cells AS SELECT * FROM ({source.cells})")
+            try:
+                con.execute(f"CREATE TABLE cells AS SELECT * FROM ({source.cells})")
+            except duckdb.Error as exc:
+                if SERIAL_HINT not in str(exc):
+                    raise
+                reset_rejects(con)
+                source = serial(source)
+                con.execute(f"CREATE TABLE cells AS SELECT * FROM ({source.cells})")
             gaps = Gaps([], [])
             if source.text is not None:
                 gaps = scan_gaps(con, source.text, source.first_line, source.blank_lines_count)

@@ -20,6 +20,7 @@ columns and free text are never selected):
 
 from __future__ import annotations
 
+import dataclasses
 import fnmatch
 import json
 import re
@@ -119,7 +120,13 @@ def _text(path: Path, encoding: str, hint: str, scratch: Path, label: str = "") 
 
 
 def _scan(path: Path, delimiter: str, width: int, skip: int) -> str:
-    return tf.body_relation(path, delimiter, width, skip, not tf.needs_serial_scan(path))
+    return tf.body_relation(path, delimiter, width, skip, parallel=True)
+
+
+def serial(source: Source) -> Source:
+    """The same source read by one thread: DuckDB's parallel scanner cannot pad a short line
+    in a file whose quoted values hold line breaks, and says so (`tf.SERIAL_HINT`)."""
+    return dataclasses.replace(source, cells=source.cells.replace(tf.PARALLEL, tf.SERIAL))
 
 
 def _missing(detail: str, rows_in: int, column: str | None = None) -> Rejected:

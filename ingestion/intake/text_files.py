@@ -25,6 +25,8 @@ from ingestion.quarantine import Issue
 NULL_MARK = "\x01bordin-null\x01"
 OVERFLOW = "__overflow"
 BLOCK = 8 << 20  # bytes per read of the streaming passes
+PARALLEL, SERIAL = "parallel = true", "parallel = false"
+SERIAL_HINT = "parallel=false"  # in DuckDB's error when only a serial scan can read the file
 UTF8 = {"utf-8", "utf-8-sig", "utf8"}
 
 
@@ -97,7 +99,9 @@ def read_header(path: Path, delimiter: str, n_records: int) -> Header | Issue:
         return Issue.of("file.csv", detail=f"not a readable delimited file: {exc}")
 
 
-def body_relation(path: Path, delimiter: str, width: int, skip: int, parallel: bool) -> str:
+def body_relation(
+    path: Path, delimiter: str, width: int, skip: int, *, parallel: bool = True
+) -> str:
     """read_csv of the body: columns c0..c{width-1} as text, plus an overflow column.
 
     A line with too few fields reads its last column as NULL (padding; an empty cell is '' and
@@ -110,30 +114,12 @@ def body_relation(path: Path, delimiter: str, width: int, skip: int, parallel: b
         f"skip = {skip}, auto_detect = false, columns = {{{columns}}}, quote = '\"', "
         f"escape = '\"', null_padding = true, nullstr = {quote(NULL_MARK)}, "
         f"ignore_errors = true, store_rejects = true, encoding = 'utf-8', "
-        f"parallel = {str(parallel).lower()})"
+        f"{PARALLEL if parallel else SERIAL})"
     )
 
 
 def ragged_sql(width: int) -> str:
     return f"(c{width - 1} IS NULL OR {OVERFLOW} IS NOT NULL)"
-
-
-def needs_serial_scan(path: Path) -> bool:
-    """DuckDB's parallel scanner cannot pad short lines when a quoted value holds a line break:
-    such files are read by one thread (a byte scan for a quote followed by a line break)."""
-    carry = b""
-    with path.open("rb") as handle:
-        while block := handle.read(BLOCK):
-            joined = carry + block
-            if b'"' in joined and _quoted_newline(joined):
-                return True
-            carry = joined[-1:]
-    return False
-
-
-def _quoted_newline(block: bytes) -> bool:
-    """A cheap over-approximation: any line with an odd number of quotes."""
-    return any(line.count(b'"') % 2 for line in block.split(b"\n"))
 
 
 @dataclass(frozen=True)
@@ -221,6 +207,16 @@ def count_records(con: duckdb.DuckDBPyConnection, relation: str) -> int:
     ensure_rejects(con)
     rejected = con.execute("SELECT count(DISTINCT line) FROM reject_errors").fetchone()[0]
     return kept + rejected
+
+
+def reset_rejects(con: duckdb.DuckDBPyConnection) -> None:
+    """Forget the rejects of a scan that was abandoned (to be run again serially)."""
+    for table in ("reject_errors", "reject_scans"):
+        exists = con.execute(
+            "SELECT count(*) FROM duckdb_tables() WHERE table_name = ?", [table]
+        ).fetchone()[0]
+        if exists:
+            con.execute(f"DELETE FROM {table}")
 
 
 def ensure_rejects(con: duckdb.DuckDBPyConnection) -> None:
