@@ -87,7 +87,7 @@ def truncation(path: Path, site: SiteConfig) -> Issue | None:
         return None  # a zip or .sav cut off does not open: its reader rejects it
     size = path.stat().st_size
     if size == 0:
-        return None  # an empty file is the readers' to reject, with their own reason
+        return None  # an empty file is the intake engine's to reject, with their own reason
     delimiter, encoding = _dialect(site)
     quotes = _count_quotes(path, encoding)
     if quotes is None:

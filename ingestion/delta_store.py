@@ -89,7 +89,7 @@ def append(
 
     `file_shas` are marked as `site_id`'s deliveries of `kind` (the old marker when no site is
     given); `deliveries` adds (site_id, kind, sha256) markers of mixed kinds. `written` names
-    Parquet files already in the table's folder (name, rows), written by the columnar engine
+    Parquet files already in the table's folder (name, rows), written by the intake engine
     with the table's schema: they are committed in the same transaction.
     """
     with named_when_full(path, table.nbytes, f"writing {table.num_rows:,} rows to {path.name}"):

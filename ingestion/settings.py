@@ -44,7 +44,7 @@ class Paths:
 
     @property
     def scratch(self) -> Path:
-        """The columnar engine's scratch databases: raw codes, so restricted; removed after use."""
+        """The intake engine's scratch databases: raw codes, so restricted; removed after use."""
         return self.home / "restricted" / "scratch"
 
     @property

@@ -4,7 +4,7 @@ Night 1 holds every row rule, a blank line, short and long lines (DuckDB pads or
 an exact repeat and a conflict; night 2 amends, retracts, records, and meets a withdrawn
 client; night 3 is a header-only snapshot that would retract everything (rejected whole). The
 expected line numbers, rules, counts and events are worked out from the lines below; they were
-the row engine's hand-checked expectations, which the one engine must meet unchanged.
+the former engines' hand-checked expectations, which the one engine meets unchanged.
 """
 
 from __future__ import annotations

@@ -152,3 +152,23 @@ def test_two_header_rows_only_is_a_schema_issue(fhome: Path) -> None:
     (outcome,) = ingest_site("qual", DATE).files
     assert outcome.status == "rejected"
     assert [q["category"] for q in quarantine(fhome)] == ["schema"]
+
+
+def test_record_numbers_count_a_blank_line_under_a_multiline_header(fhome: Path) -> None:
+    """The question-text header row spans several physical lines; a blank line after record 4
+    still takes one number, so the records after it are 6-9 (as a spreadsheet shows them)."""
+    lines = (FORMATS / "qualtrics_export.csv").read_text(encoding="utf-8-sig").split("\n")
+    first_data = next(i for i, line in enumerate(lines) if line.startswith("2026-03-01"))
+    lines.insert(first_data + 1, "")
+    target = fhome / "inbox" / "qual" / "qualtrics_export.csv"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text("\n".join(lines), encoding="utf-8")
+    (outcome,) = ingest_site("qual", DATE).files
+    assert outcome.rows_in == 5
+    rules = sorted((q["source_row"], q["instrument"], q["rule_id"]) for q in quarantine(fhome))
+    assert rules == [
+        (6, "gad7", "item.out_of_range"),
+        (7, "wai_sr", "response.unfinished"),
+        (9, "gad7", "response.unfinished"),
+        (9, "wai_sr", "response.unfinished"),
+    ]

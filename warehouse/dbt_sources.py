@@ -22,6 +22,7 @@ from ingestion.consortium import load_consortium, sites_table
 from ingestion.events import EVENT_SCHEMA
 from ingestion.ingest import INTAKE_SCHEMA
 from ingestion.quarantine import QUARANTINE_SCHEMA
+from ingestion.intake.rules import rules_table
 from ingestion.registry import bands_table, instruments_table, items_table, load_registry
 from ingestion.settings import paths
 
@@ -47,6 +48,8 @@ class Plugin(BasePlugin):
             return _quarantine(source_config)
         if kind == "intake":
             return _intake(source_config)
+        if kind == "intake_rules":
+            return rules_table()
         if kind == "consortium":
             return sites_table(load_consortium(paths().consortium_file, load_registry()))
         raise ValueError(f"source {source_config.table_name()}: unknown kind {kind!r}")

@@ -143,7 +143,7 @@ def erase_client(
 def _erasure_locks(where: Paths, site_ids: list[str]) -> Iterator[None]:
     """Publishing, the build writer (a running build finishes first) and every site's intake.
 
-    Every site's lock, because the columnar engine's scratch folder, deleted here, is shared.
+    Every site's lock, because the intake engine's scratch folder, deleted here, is shared.
     Always taken in this order; other holders take one of them only, so no deadlock.
     """
     with ExitStack() as stack:

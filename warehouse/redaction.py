@@ -1,4 +1,4 @@
-"""Rewrite a delivered export without one client's rows, in every format the readers handle.
+"""Rewrite a delivered export without one client's rows, in every format the intake engine reads.
 
 Rows are matched the way intake matches them: a cell is the client when its keyed pseudonym
 (which strips the code, as intake does) equals the erased client's, so " C1 " and "C1" are the

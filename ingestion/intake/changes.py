@@ -1,11 +1,11 @@
 """Pseudonyms, the site's current state, change data capture and event rows, all in SQL.
 
-The same decisions as the row engine's `_diff` and `_Emitter`: an accepted administration is
-recorded (key not current), amended (content differs) or unchanged; a snapshot retracts the
-current keys it no longer holds (never a held or closed one) unless that is more than the site's
-limit; event ids are the same content hashes chained on the previous event of the key, and site
-order continues from the state's last `site_seq`, in line order. Only the distinct codes cross
-into Python (to be keyed with the secret); no per-row work does.
+An accepted administration is recorded (key not current), amended (content differs) or
+unchanged; a snapshot retracts the current keys it no longer holds (never a held or closed one)
+unless that is more than the site's limit. Event ids are SHA-256 content hashes chained on the
+previous event of the key (the encoding every log so far was written with), and site order
+continues from the state's last `site_seq`, in record and form order. Only the distinct codes
+cross into Python (to be keyed with the secret); no per-row work does.
 """
 
 from __future__ import annotations
@@ -358,8 +358,8 @@ def quarantine_rows(
     batch_id: str,
     logical: str,
 ) -> pa.Table:
-    """The file's quarantine records (plus closed clients' values), as the row engine stores
-    them; `client_pid` where the line names a client, so erasure can find them."""
+    """The file's quarantine records (plus closed clients' values), ordered by record, form and
+    rule; `client_pid` where the record names a client, so erasure can find them."""
     if _count(con, "SELECT count(*) FROM information_schema.tables WHERE table_name = "
               "'closed_lines'"):  # fmt: skip
         con.execute(

@@ -122,7 +122,9 @@ class IntakeSite:
         clock.lap("scan and classify")
         gaps = Gaps([], [])
         if source.text is not None:
-            gaps = scan_gaps(con, source.text, source.first_line, source.blank_lines_count)
+            gaps = scan_gaps(
+                con, source.text, source.first_line, source.blank_lines_count, source.line_shift
+            )
             bad = con.execute(
                 "SELECT min(line) FROM reject_errors "
                 "WHERE error_type IN ('INVALID UNICODE', 'INVALID ENCODING')"

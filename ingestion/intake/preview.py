@@ -53,7 +53,9 @@ def read_export(path: Path, site: SiteConfig, registry: Registry) -> Preview:
                 con.execute(f"CREATE TABLE cells AS SELECT * FROM ({source.cells})")
             gaps = Gaps([], [])
             if source.text is not None:
-                gaps = scan_gaps(con, source.text, source.first_line, source.blank_lines_count)
+                gaps = scan_gaps(
+                    con, source.text, source.first_line, source.blank_lines_count, source.line_shift
+                )
             load_gaps(con, gaps, source.first_line)
             line = line_of(con, f"(rowid // {source.per_record})", source.first_line)
             rows = con.execute(f"SELECT {line} AS line, * FROM cells ORDER BY rowid").fetchall()

@@ -181,3 +181,15 @@ def rules_table() -> pa.Table:
             "summary": [r.summary for r in _RULES],
         }
     )
+
+
+def markdown() -> str:
+    """The catalogue as the README's table (`python -m ingestion.intake.rules` prints it)."""
+    lines = ["| rule | category | level | meaning |", "|---|---|---|---|"]
+    for r in _RULES:
+        lines.append(f"| `{r.rule_id}` | {r.category} | {r.level} | {r.summary} |")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    print(markdown(), end="")

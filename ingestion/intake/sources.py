@@ -67,6 +67,7 @@ class Source:
     ragged_message: str
     text: Path | None = None  # the CSV DuckDB scans (for its gaps); None: rows numbered 1..n
     blank_lines_count: bool = True
+    line_shift: int = 0  # physical lines the header records take beyond one each
 
 
 def n_items(site: SiteConfig, registry: Registry) -> int:
@@ -246,6 +247,7 @@ def _redcap(con, path, site, registry, scratch, dictionary_path) -> Source | Rej
         WIDE_RAGGED,
         text=text,
         blank_lines_count=False,
+        line_shift=header.lines - len(header.records),
     )
 
 
@@ -338,6 +340,7 @@ def _qualtrics(con, path, site, registry, scratch) -> Source | Rejected:
         n_items(site, registry),
         WIDE_RAGGED,
         text=text,
+        line_shift=header.lines - len(header.records),
     )
 
 
@@ -431,7 +434,7 @@ def _long(con, path, site, registry, scratch) -> Source | Rejected:
         "row has a different number of fields than the header (truncated or broken line, or "
         f"a value holding the delimiter {options.delimiter!r} unquoted)"
     )
-    return Source(cells, 1, 2, n, message, text=text)
+    return Source(cells, 1, 2, n, message, text=text, line_shift=header.lines - 1)
 
 
 # --- zip archives -------------------------------------------------------------------------

@@ -131,15 +131,20 @@ class Gaps:
 
 
 def scan_gaps(
-    con: duckdb.DuckDBPyConnection, path: Path, first_line: int, blank_lines_count: bool
+    con: duckdb.DuckDBPyConnection,
+    path: Path,
+    first_line: int,
+    blank_lines_count: bool,
+    shift: int = 0,
 ) -> Gaps:
     """After the scan. DuckDB numbers rejects by record, blank lines included; `first_line` is
-    the record number of the first data record."""
+    the record number of the first data record; `shift` the physical lines the header records
+    take beyond one each (a Qualtrics question text with line breaks)."""
     ensure_rejects(con)
     rejected = sorted({r[0] for r in con.execute("SELECT line FROM reject_errors").fetchall()})
-    blanks = (
-        [b for b in blank_lines(path) if b >= first_line] if blank_lines_count or rejected else []
-    )
+    blanks = []
+    if blank_lines_count or rejected:
+        blanks = [b - shift for b in blank_lines(path) if b - shift >= first_line]
     if blank_lines_count:
         return Gaps(sorted(set(blanks) | set(rejected)), rejected)
     # Blank lines take no number: a rejected line's number counts the blank lines before it out.
