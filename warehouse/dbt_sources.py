@@ -21,8 +21,8 @@ from ingestion import delta_store
 from ingestion.consortium import load_consortium, sites_table
 from ingestion.events import EVENT_SCHEMA
 from ingestion.ingest import INTAKE_SCHEMA
-from ingestion.quarantine import QUARANTINE_SCHEMA
 from ingestion.intake.rules import rules_table
+from ingestion.quarantine import QUARANTINE_SCHEMA
 from ingestion.registry import bands_table, instruments_table, items_table, load_registry
 from ingestion.settings import paths
 
