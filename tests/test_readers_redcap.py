@@ -75,3 +75,29 @@ def test_missing_status_column_is_a_schema_issue(fhome: Path) -> None:
     assert outcome.status == "rejected"
     (issue,) = quarantine(fhome)
     assert issue["category"] == "schema" and "phq9_complete" in issue["message"]
+
+
+def test_a_note_with_line_breaks_and_a_short_line_are_read_by_record(fhome: Path) -> None:
+    """A free-text column (not mapped) whose quoted value holds a line break makes DuckDB's
+    parallel reader give up on padding short lines; the file is then read by one thread. Rows
+    are numbered by record, not by physical line, and the note itself is never read."""
+    lines = (FORMATS / "redcap_repeating.csv").read_text().splitlines()
+    lines[0] += ",notes"
+    lines[1:] = [line + "," for line in lines[1:]]
+    lines[2] = lines[2][:-1] + ',"Zyxwvut said:\nsee you ""next"" week"'
+    lines.append("R3,alliance,1,T1")  # record 8: cut short
+    inbox = fhome / "inbox" / "rcrep"
+    inbox.mkdir(parents=True)
+    (inbox / "export.csv").write_text("\n".join(lines) + "\n")
+    (outcome,) = ingest_site("rcrep", DATE).files
+    assert outcome.rows_in == 7
+    assert counts(outcome) == (14, 2, 5, 7)
+    rules = sorted((q["source_row"], q["instrument"], q["rule_id"]) for q in quarantine(fhome))
+    assert rules == [
+        (5, "wai_sr", "form.not_complete"),
+        (6, "phq9", "form.not_complete"),
+        (7, "wai_sr", "item.out_of_range"),
+        (8, "phq9", "row.field_count"),
+        (8, "wai_sr", "row.field_count"),
+    ]
+    assert not any("Zyxwvut" in str(v) for e in events(fhome) for v in e.values())
