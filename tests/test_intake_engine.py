@@ -344,3 +344,51 @@ def test_control_characters_in_client_codes(tmp_path: Path, monkeypatch, key_env
         (5, "row.client_code_control", "identity", " K4\x7f "),
     ]
     assert len(log_rows(home)) == 2
+
+
+@pytest.mark.parametrize(
+    ("items", "day", "therapist", "ending", "missing", "previous"),
+    [
+        ([4.0, 2.5, None], "2026-03-05", "ab" * 32, None, None, None),
+        ([0.1, 10.0, 7.3], None, None, "planned", None, "cd" * 32),
+        ([1.0, None], "2026-01-31", None, None, [None, "refused"], None),
+        ([1.0, 2.0], "2026-01-31", None, "unplanned", [None, None], "ef" * 32),
+        # Reason labels are lower-case words (consortium.REASON_LABEL), so nothing to escape.
+        ([1e-05, 123456.75], "2026-12-01", "x", None, ["dont_know", None], None),
+    ],
+)
+def test_one_event_id_definition(items, day, therapist, ending, missing, previous) -> None:
+    """Response event ids are computed in SQL, client event ids in Python: both follow the one
+    definition in `ingestion.events.event_id` (checked here on awkward values)."""
+    import json
+
+    import duckdb
+
+    from ingestion.events import event_id
+    from ingestion.intake.changes import CONTENT_MACRO, EVENT_ID_MACRO
+
+    content: dict = {"items": items, "session_date": day, "therapist_pid": therapist}
+    if ending is not None:
+        content["ending_type"] = ending
+    if missing is not None and any(m is not None for m in missing):
+        content["item_missing"] = missing
+    text = json.dumps(content, separators=(",", ":"), sort_keys=True)
+    expected = event_id("response_recorded", ("s1", "pid", 3, "phq9", "client"), text, previous)
+    con = duckdb.connect()
+    con.execute(CONTENT_MACRO)
+    con.execute(EVENT_ID_MACRO)
+    (got_text, got_id) = con.execute(
+        "SELECT content_json($items::DOUBLE[], $day::DATE, $th, $end, $miss::VARCHAR[]), "
+        "event_id('response_recorded', 's1', 'pid', 3, 'phq9', 'client', "
+        "content_json($items::DOUBLE[], $day::DATE, $th, $end, $miss::VARCHAR[]), $prev)",
+        {
+            "items": items,
+            "day": day,
+            "th": therapist,
+            "end": ending,
+            "miss": missing,
+            "prev": previous,
+        },  # fmt: skip
+    ).fetchone()
+    assert got_text == text
+    assert got_id == expected
