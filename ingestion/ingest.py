@@ -39,7 +39,7 @@ from ingestion.key_fingerprint import check_key
 from ingestion.locks import exclusive_lock
 from ingestion.logical_date import parse_logical_date
 from ingestion.pseudonyms import PseudonymKey, load_key
-from ingestion.quarantine import Issue, to_table
+from ingestion.quarantine import QUARANTINE_SCHEMA, Issue, to_table
 from ingestion.registry import Registry, default_registry
 from ingestion.settings import Paths, paths
 from ingestion.site_state import SiteState, client_state
@@ -220,10 +220,13 @@ def _ingest_locked(
     shas = [sha for _, sha in fresh]
     batch_id = _batch_id(site.site_id, logical, shas)
     delta_store.ensure_table(where.event_log, EVENT_SCHEMA)
+    delta_store.ensure_table(where.quarantine, QUARANTINE_SCHEMA)
     state = client_state(where.event_log, site.site_id)
-    engine = IntakeSite(site, registry, key, where.event_log, where.scratch)
+    engine = IntakeSite(site, registry, key, where.event_log, where.quarantine, where.scratch)
     emitter = _Emitter(state, batch_id, logical, f"site:{site.site_id}", datetime.now(UTC))
     quarantine_parts: list[pa.Table] = []
+    # Per file: row records the engine wrote straight into the quarantine table's folder.
+    quarantine_files: list[tuple[str, int] | None] = []
     intake_rows: list[dict] = []
     for found, sha in fresh:
         path = found.path
@@ -239,15 +242,17 @@ def _ingest_locked(
             # never ingested as one. Recorded in intake (so a re-delivery is a no-op), no events.
             outcome, issues, pids = FileOutcome(found.name, sha, "ingested", found.kind), [], {}
         else:
-            outcome, table = _ingest_export(path, sha, engine, emitter)
+            outcome, table, written_records = _ingest_export(path, sha, engine, emitter)
             outcomes.append(outcome)
             quarantine_parts.append(table)
+            quarantine_files.append(written_records)
             intake_rows.append(_intake_row(outcome, site.site_id, batch_id, logical))
             continue
         outcomes.append(outcome)
         quarantine_parts.append(
             to_table(issues, site.site_id, found.name, sha, batch_id, logical, pids)
         )
+        quarantine_files.append(None)
         intake_rows.append(_intake_row(outcome, site.site_id, batch_id, logical))
 
     metadata = {"bordin.batch_id": batch_id, "bordin.site_id": site.site_id}
@@ -258,10 +263,15 @@ def _ingest_locked(
     def new_in(table: Path) -> list[int]:
         return [i for i, m in enumerate(marks) if not ledger.is_ingested(table, *m)]
 
-    if quarantine_new := new_in(where.quarantine):
+    quarantine_new = new_in(where.quarantine)
+    for i, written_records in enumerate(quarantine_files):
+        if written_records is not None and i not in quarantine_new:  # committed by a crashed run
+            (where.quarantine / written_records[0]).unlink(missing_ok=True)
+    if quarantine_new:
         parts = pa.concat_tables([quarantine_parts[i] for i in quarantine_new])
+        files = [f for i in quarantine_new if (f := quarantine_files[i]) is not None]
         chosen = [marks[i] for i in quarantine_new]
-        delta_store.append(where.quarantine, parts, [], metadata, deliveries=chosen)
+        delta_store.append(where.quarantine, parts, [], metadata, files, deliveries=chosen)
     if intake_new := new_in(where.intake):
         intake = pa.Table.from_pylist([intake_rows[i] for i in intake_new], schema=INTAKE_SCHEMA)
         chosen = [marks[i] for i in intake_new]
@@ -314,8 +324,8 @@ def _refusal_issue(found: Found, site: SiteConfig) -> Issue:
 
 def _ingest_export(
     path: Path, sha: str, engine: IntakeSite, emitter: _Emitter
-) -> tuple[FileOutcome, pa.Table]:
-    """One export through the intake engine; its events go to their own file."""
+) -> tuple[FileOutcome, pa.Table, tuple[str, int] | None]:
+    """One export through the intake engine; its events and row records go to their own files."""
     done = engine.ingest(path, sha, emitter)
     outcome = FileOutcome(
         path.name,
@@ -326,7 +336,7 @@ def _ingest_export(
         accepted=done.accepted,
         quarantined=done.quarantined,
         not_administered=done.not_administered,
-        quarantine_records=done.quarantine.num_rows,
+        quarantine_records=done.quarantine_records,
         recorded=done.recorded,
         amended=done.amended,
         retracted=done.retracted,
@@ -335,7 +345,7 @@ def _ingest_export(
     )
     if outcome.offered != outcome.accepted + outcome.quarantined + outcome.not_administered:
         raise AssertionError(f"conservation broken for {path.name}: {outcome}")
-    return outcome, done.quarantine
+    return outcome, done.quarantine, done.quarantine_file
 
 
 def _ingest_withdrawals(

@@ -348,8 +348,9 @@ _CARRIED = {
 }
 
 
-def quarantine_rows(
+def write_quarantine(
     con: duckdb.DuckDBPyConnection,
+    target: str,
     source: Source,
     *,
     site_id: str,
@@ -357,9 +358,11 @@ def quarantine_rows(
     sha256: str,
     batch_id: str,
     logical: str,
-) -> pa.Table:
-    """The file's quarantine records (plus closed clients' values), ordered by record, form and
-    rule; `client_pid` where the record names a client, so erasure can find them."""
+) -> int:
+    """COPY the file's quarantine records (plus closed clients' values) to one Parquet file,
+    ordered by record, form and rule; returns the row count (0: no file). `client_pid` where
+    the record names a client, so erasure can find them. Written by DuckDB, so a file with
+    millions of bad rows costs no memory in Python."""
     if _count(con, "SELECT count(*) FROM information_schema.tables WHERE table_name = "
               "'closed_lines'"):  # fmt: skip
         con.execute(
@@ -372,17 +375,31 @@ def quarantine_rows(
             FROM admins a JOIN closed_lines c ON c.id = a.rowid
             """
         )
-    table = con.execute(
+    n = _count(con, "SELECT count(*) FROM issues")
+    if not n:
+        return 0
+    values = {
+        "site_id": _q(site_id),
+        "source_file": _q(source_file),
+        "source_sha256": _q(sha256),
+        "client_pid": "cm.pid",
+        "batch_id": _q(batch_id),
+        "logical_date": f"DATE '{logical}'",
+    }
+    columns = ", ".join(
+        f"CAST({values.get(f.name, 'i.' + f.name)} AS {_duck_type(f.type)}) AS {f.name}"
+        for f in QUARANTINE_SCHEMA
+    )
+    con.execute(
         f"""
-        SELECT {_q(site_id)} AS site_id, {_q(source_file)} AS source_file,
-               {_q(sha256)} AS source_sha256, i.source_row, cm.pid AS client_pid,
-               i.column_name, i.instrument, i.rule_id, i.category, i.message, i.raw_value,
-               {_q(batch_id)} AS batch_id, DATE '{logical}' AS logical_date
-        FROM issues i LEFT JOIN client_map cm ON cm.client = i.client
-        ORDER BY i.source_row NULLS FIRST, i.form NULLS FIRST, i.rank, i.column_name
+        COPY (
+            SELECT {columns}
+            FROM issues i LEFT JOIN client_map cm ON cm.client = i.client
+            ORDER BY i.source_row NULLS FIRST, i.form NULLS FIRST, i.rank, i.column_name
+        ) TO {_q(target)} (FORMAT parquet, COMPRESSION zstd)
         """
-    ).fetch_arrow_table()
-    return table.cast(QUARANTINE_SCHEMA)
+    )
+    return n
 
 
 def _table(

@@ -29,8 +29,8 @@ from ingestion.intake.changes import (
     load_state,
     plan_changes,
     pseudonymize,
-    quarantine_rows,
     write_events,
+    write_quarantine,
 )
 from ingestion.intake.classify import (
     ACCEPTED,
@@ -70,8 +70,15 @@ class FileResult:
     unchanged: int = 0
     withdrawn: int = 0
     events: int = 0
+    # File-level records as a table; row records as a Parquet file written into the
+    # quarantine table's folder (committed by the caller with the night's quarantine).
     quarantine: pa.Table = field(default_factory=QUARANTINE_SCHEMA.empty_table)
+    quarantine_file: tuple[str, int] | None = None
     event_file: str | None = None
+
+    @property
+    def quarantine_records(self) -> int:
+        return self.quarantine.num_rows + (self.quarantine_file[1] if self.quarantine_file else 0)
 
 
 class Emitter(Protocol):
@@ -95,6 +102,7 @@ class IntakeSite:
     registry: Registry
     key: PseudonymKey
     event_log: Path
+    quarantine_table: Path
     scratch: Path
     pending: list[tuple[str, int]] = field(default_factory=list)
 
@@ -185,9 +193,17 @@ class IntakeSite:
                 [issue], site.site_id, path.name, sha, emitter.batch_id, logical
             )
             return result
-        result.quarantine = quarantine_rows(
-            con, source, site_id=site.site_id, logical=logical.isoformat(), **stamp
+        name = f"part-{uuid.uuid4()}.parquet"
+        n_records = write_quarantine(
+            con,
+            str(self.quarantine_table / name),
+            source,
+            site_id=site.site_id,
+            logical=logical.isoformat(),
+            **stamp,
         )
+        if n_records:
+            result.quarantine_file = (name, n_records)
         result.recorded, result.amended = plan.recorded, plan.amended
         result.retracted, result.unchanged = plan.retracted, plan.unchanged
         name = f"part-{uuid.uuid4()}.parquet"
