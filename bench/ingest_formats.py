@@ -75,6 +75,35 @@ def csv_of(site: str, export: Path, home: Path) -> tuple[Path, int] | None:
     return export, 2 if site == "leeds" else 0  # Qualtrics: two more header rows
 
 
+def measure_sites(sites, env: dict[str, str], scratch: Path, baseline_of) -> list[tuple]:
+    """Per (site, export): wall time and peak RSS of ingesting it in a fresh process, and of
+    DuckDB's copy of its CSV (`baseline_of(site, export)`: (csv, header rows to skip) or None)."""
+    rows = []
+    for site, export in sites:
+        wall, rss = measured([sys.executable, "-c", INGEST, site, DATE], env)
+        copy_wall = None
+        if (baseline := baseline_of(site, export)) is not None:
+            source, skip = baseline
+            argv = [sys.executable, "-c", COPY, str(source), str(scratch / "x.parquet"), skip]
+            copy_wall, _ = measured([str(a) for a in argv], env)
+        rows.append((site, export, wall, rss, copy_wall))
+    return rows
+
+
+def print_table(rows: list[tuple], size_format: str) -> None:
+    print()
+    print("| site | format | file | wall | peak RSS | DuckDB copy | ratio |")
+    print("|---|---|---|---|---|---|---|")
+    for site, export, wall, rss, copy_wall in rows:
+        ratio = f"{wall / copy_wall:.1f}x" if copy_wall else "n/a"
+        copy = f"{copy_wall:.1f} s" if copy_wall else "n/a (no .sav reader)"
+        size = export.stat().st_size / 1e6
+        print(
+            f"| {site} | {export.suffix[1:]} | {size:{size_format}} MB | {wall:.1f} s | "
+            f"{rss:,.0f} MiB | {copy} | {ratio} |"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clients", type=int, default=20_000)
@@ -104,27 +133,8 @@ def main() -> None:
         out = subprocess.run(generate, env=env, check=True, capture_output=True, text=True)
         exports = {k: Path(v) for k, v in json.loads(out.stdout.splitlines()[-1]).items()}
         print(f"generated {args.clients:,} clients in {time.perf_counter() - started:.0f} s")
-        rows = []
-        for site, export in sorted(exports.items()):
-            wall, rss = measured([sys.executable, "-c", INGEST, site, DATE], env)
-            baseline = csv_of(site, export, home)
-            copy_wall = None
-            if baseline is not None:
-                source, skip = baseline
-                argv = [sys.executable, "-c", COPY, str(source), str(scratch / "x.parquet"), skip]
-                copy_wall, _ = measured([str(a) for a in argv], env)
-            rows.append((site, export, wall, rss, copy_wall))
-        print()
-        print("| site | format | file | wall | peak RSS | DuckDB copy | ratio |")
-        print("|---|---|---|---|---|---|---|")
-        for site, export, wall, rss, copy_wall in rows:
-            ratio = f"{wall / copy_wall:.1f}x" if copy_wall else "n/a"
-            copy = f"{copy_wall:.1f} s" if copy_wall else "n/a (no .sav reader)"
-            size = export.stat().st_size / 1e6
-            print(
-                f"| {site} | {export.suffix[1:]} | {size:,.1f} MB | {wall:.1f} s | "
-                f"{rss:,.0f} MiB | {copy} | {ratio} |"
-            )
+        rows = measure_sites(sorted(exports.items()), env, scratch, lambda s, e: csv_of(s, e, home))
+        print_table(rows, ",.1f")
     finally:
         if args.keep:
             print(f"kept {scratch}")

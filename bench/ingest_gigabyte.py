@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import math
 import os
 import shutil
 import subprocess
@@ -33,7 +34,7 @@ import time
 import zipfile
 from pathlib import Path
 
-from bench.ingest_formats import COPY, DATE, KEY, write_consortium
+from bench.ingest_formats import DATE, KEY, measure_sites, print_table, write_consortium
 from bench.ingest_large_export import measured
 
 SITES = ("bern", "bernzip", "leeds", "ohio", "utrecht")
@@ -42,12 +43,6 @@ NIGHT = (
     "for site in sys.argv[1].split(','):\n"
     "    t = time.perf_counter(); r = ingest_site(site, sys.argv[2])\n"
     "    print(f'  {site}: {r.events_written:,} events in {time.perf_counter() - t:.0f} s')\n"
-)
-INGEST = (
-    "import sys; from ingestion.ingest import ingest_site; r = ingest_site(sys.argv[1], "
-    "sys.argv[2]); f = [f for f in r.files if f.kind == 'export'][0]; "
-    "print(f'  {sys.argv[1]}: {f.status}, {f.rows_in:,} rows, {f.accepted:,} accepted, "
-    "{f.quarantined:,} quarantined, {r.events_written:,} events')"
 )
 
 
@@ -74,7 +69,7 @@ def scale_sav(source: Path, target: Path, client: str, size: int) -> None:
     import pyreadstat
 
     frame, meta = pyreadstat.read_sav(str(source), user_missing=True)
-    copies = max(1, round(size / source.stat().st_size))
+    copies = max(1, math.ceil(size / source.stat().st_size))
     parts = []
     for r in range(copies):
         part = frame.copy()
@@ -174,27 +169,8 @@ def main() -> None:
         home = scratch / "large"
         env["BORDIN_HOME"] = str(home)
         exports = prepared(home, args.megabytes, env)
-        rows = []
-        for site in args.only.split(","):
-            export = exports[site]
-            wall, rss = measured([sys.executable, "-c", INGEST, site, DATE], env)
-            copy_wall = None
-            if (baseline := csv_of(site, export)) is not None:
-                source, skip = baseline
-                argv = [sys.executable, "-c", COPY, str(source), str(scratch / "x.parquet"), skip]
-                copy_wall, _ = measured([str(a) for a in argv], env)
-            rows.append((site, export, wall, rss, copy_wall))
-        print()
-        print("| site | format | file | wall | peak RSS | DuckDB copy | ratio |")
-        print("|---|---|---|---|---|---|---|")
-        for site, export, wall, rss, copy_wall in rows:
-            ratio = f"{wall / copy_wall:.1f}x" if copy_wall else "n/a"
-            copy = f"{copy_wall:.1f} s" if copy_wall else "n/a (no .sav reader)"
-            size = export.stat().st_size / 1e6
-            print(
-                f"| {site} | {export.suffix[1:]} | {size:,.0f} MB | {wall:.1f} s | "
-                f"{rss:,.0f} MiB | {copy} | {ratio} |"
-            )
+        sites = [(site, exports[site]) for site in args.only.split(",")]
+        print_table(measure_sites(sites, env, scratch, csv_of), ",.0f")
         if not args.keep:
             shutil.rmtree(home, ignore_errors=True)
         if args.skip_night:

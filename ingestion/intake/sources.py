@@ -180,18 +180,8 @@ def wide_cells(
         items.append(f"CASE form {' '.join(whens)} END AS t{k}" if whens else f"NULL AS t{k}")
     statuses = " ".join(f"WHEN {j} THEN coalesce({c}, '')" for j, c in status.items())
     form_status = f"CASE form {statuses} END" if statuses else "CAST(NULL AS VARCHAR)"
-    optional = {
-        "ending_raw": at.get(site.ending.column) if site.ending else None,
-        "withdraw_raw": at.get(site.withdrawals.column)
-        if site.withdrawals and site.withdrawals.column
-        else None,
-    }
-    extras = ", ".join(f"{v or 'CAST(NULL AS VARCHAR)'} AS {k}" for k, v in optional.items())
-    role = {r: at[site.columns[r]] for r in ROLES}
     return f"""
-        SELECT form, ragged, CAST(NULL AS VARCHAR) AS label,
-               {role["client_code"]} AS client_raw, {role["therapist_code"]} AS therapist_raw,
-               {role["session_date"]} AS date_raw, {role["event"]} AS event_raw, {extras},
+        SELECT form, ragged, CAST(NULL AS VARCHAR) AS label, {_role_cells(site, at)},
                {", ".join(items)}, {form_status} AS form_status,
                unfinished, finished_raw, progress_raw
         FROM (
@@ -201,6 +191,20 @@ def wide_cells(
             FROM {base}
         )
     """
+
+
+def _role_cells(site: SiteConfig, at: dict[str, str]) -> str:
+    """SQL of the role cells (client, therapist, date, event, ending, withdrawal)."""
+    role = {r: at[site.columns[r]] for r in ROLES}
+    ending = at.get(site.ending.column) if site.ending else None
+    column = site.withdrawals.column if site.withdrawals else None
+    withdraw = at.get(column) if column else None
+    null = "CAST(NULL AS VARCHAR)"
+    return (
+        f"{role['client_code']} AS client_raw, {role['therapist_code']} AS therapist_raw, "
+        f"{role['session_date']} AS date_raw, {role['event']} AS event_raw, "
+        f"{ending or null} AS ending_raw, {withdraw or null} AS withdraw_raw"
+    )
 
 
 def _redcap(con, path, site, registry, scratch, dictionary_path) -> Source | Rejected:
@@ -410,20 +414,10 @@ def _long(con, path, site, registry, scratch) -> Source | Rejected:
             items.append(f"{value} AS t{k}")
         else:
             items.append(f"NULL AS t{k}")
-    extras = {
-        "ending_raw": at.get(site.ending.column) if site.ending else None,
-        "withdraw_raw": at.get(site.withdrawals.column)
-        if site.withdrawals and site.withdrawals.column
-        else None,
-    }
-    extra_sql = ", ".join(f"{v or 'CAST(NULL AS VARCHAR)'} AS {k}" for k, v in extras.items())
-    role = {r: at[site.columns[r]] for r in ROLES}
     cells = f"""
         SELECT CASE WHEN ragged THEN NULL ELSE CASE label {measure} END END AS form, *
         FROM (
-            SELECT {ragged} AS ragged, {label} AS label,
-                   {role["client_code"]} AS client_raw, {role["therapist_code"]} AS therapist_raw,
-                   {role["session_date"]} AS date_raw, {role["event"]} AS event_raw, {extra_sql},
+            SELECT {ragged} AS ragged, {label} AS label, {_role_cells(site, at)},
                    {", ".join(items)}, CAST(NULL AS VARCHAR) AS form_status,
                    false AS unfinished, CAST(NULL AS VARCHAR) AS finished_raw,
                    CAST(NULL AS VARCHAR) AS progress_raw
