@@ -255,15 +255,15 @@ def write_events(
         return 0
     fixed = {
         "schema_version": f"{SCHEMA_VERSION}",
-        "site_id": _q(site_id),
-        "source_file": _q(source_file),
-        "source_sha256": _q(sha256),
-        "batch_id": _q(batch_id),
-        "actor": _q(actor),
+        "site_id": quote(site_id),
+        "source_file": quote(source_file),
+        "source_sha256": quote(sha256),
+        "batch_id": quote(batch_id),
+        "actor": quote(actor),
         "logical_date": f"DATE '{logical}'",
         "ingested_at": f"TIMESTAMPTZ '{ingested_at}'",
         "event_id": (
-            f"event_id(event_type, {_q(site_id)}, client_pid, session_number, instrument, "
+            f"event_id(event_type, {quote(site_id)}, client_pid, session_number, instrument, "
             "rater_role, content, supersedes_event_id)"
         ),
         "site_seq": f"{first_seq - 1} + n",
@@ -324,7 +324,7 @@ def write_events(
     con.execute(
         f"""
         COPY (SELECT {", ".join(columns)} FROM ({changed} UNION ALL {retracted}))
-        TO {_q(target)} (FORMAT parquet, COMPRESSION snappy)
+        TO {quote(target)} (FORMAT parquet, COMPRESSION snappy)
         """
     )
     con.execute("SET preserve_insertion_order = true")
@@ -379,11 +379,11 @@ def write_quarantine(
     if not n:
         return 0
     values = {
-        "site_id": _q(site_id),
-        "source_file": _q(source_file),
-        "source_sha256": _q(sha256),
+        "site_id": quote(site_id),
+        "source_file": quote(source_file),
+        "source_sha256": quote(sha256),
         "client_pid": "cm.pid",
-        "batch_id": _q(batch_id),
+        "batch_id": quote(batch_id),
         "logical_date": f"DATE '{logical}'",
     }
     columns = ", ".join(
@@ -396,7 +396,7 @@ def write_quarantine(
             SELECT {columns}
             FROM issues i LEFT JOIN client_map cm ON cm.client = i.client
             ORDER BY i.source_row NULLS FIRST, i.form NULLS FIRST, i.rank, i.column_name
-        ) TO {_q(target)} (FORMAT parquet, COMPRESSION zstd)
+        ) TO {quote(target)} (FORMAT parquet, COMPRESSION zstd)
         """
     )
     return n
@@ -442,10 +442,6 @@ def _duck_type(arrow_type: pa.DataType) -> str:
 
 def _count(con: duckdb.DuckDBPyConnection, sql: str) -> int:
     return int(con.execute(sql).fetchone()[0])
-
-
-def _q(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
 
 
 def export_withdrawals(con: duckdb.DuckDBPyConnection, source: Source) -> list[tuple[int, str]]:

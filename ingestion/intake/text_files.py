@@ -81,7 +81,7 @@ def is_blank(path: Path) -> bool:
 @dataclass(frozen=True)
 class Header:
     records: list[list[str]]  # the header records, cells as read
-    lines: int  # physical lines they take (DuckDB's `skip`)
+    lines: int  # physical lines they take (more than one each when a cell holds a line break)
 
 
 def read_header(path: Path, delimiter: str, n_records: int) -> Header | Issue:
