@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+from datetime import date
 
 import pyarrow as pa
 
-SCHEMA_VERSION = 1
+# The envelope's version. 2: event ids hash `id_text` (1: a JSON array; see `event_id`).
+SCHEMA_VERSION = 2
+ID_VERSION_TAG = "bordin-event-v2"
 RESPONSE_RECORDED = "response_recorded"
 RESPONSE_AMENDED = "response_amended"
 RESPONSE_RETRACTED = "response_retracted"
@@ -56,13 +59,47 @@ EVENT_SCHEMA = pa.schema(
 )
 
 
-def event_id(event_type: str, key: tuple, content: object, previous_event_id: str | None) -> str:
-    """Deterministic from content and from the version it follows.
+def event_id(event_type: str, key: tuple, content: tuple, previous_event_id: str | None) -> str:
+    """Deterministic from content and from the version it follows: SHA-256 of `id_text`.
 
     Chaining on the previous event of the same key keeps ids unique when a value returns to an
-    earlier state (recorded, retracted, recorded again), and identical across rebuilds.
+    earlier state (recorded, retracted, recorded again), and identical across rebuilds. Events
+    of `schema_version` 2 on have this id; version 1 ids (SHA-256 of a JSON array, whose JSON
+    content text cost most of a large file's intake) stay as they were written: an id is only
+    ever read back, never recomputed, so a log holding both kinds works as one.
     """
-    canonical = json.dumps(
-        [event_type, list(key), content, previous_event_id], separators=(",", ":"), default=str
+    return hashlib.sha256(id_text(event_type, key, content, previous_event_id).encode()).hexdigest()
+
+
+def id_text(event_type: str, key: tuple, content: tuple, previous_event_id: str | None) -> str:
+    """The version-2 canonical text: the fields joined by the unit separator (U+001F), NULL as
+    the empty text (no field tells the two apart in meaning, and none holds U+001F).
+
+    key: (site_id, client_pid[, session_number, instrument, rater_role]);
+    content: a response's (items, session_date, therapist_pid, ending_type, item_missing), as
+    `response_content` renders them, or a client event's (reason,).
+    """
+    fields = (ID_VERSION_TAG, event_type, *key, *content, previous_event_id)
+    return "\x1f".join("" if f is None else str(f) for f in fields)
+
+
+def response_content(
+    items: list[float | None] | None,
+    session_date: date | None,
+    therapist_pid: str | None,
+    ending_type: str | None,
+    item_missing: list[str | None] | None,
+) -> tuple:
+    """A response's content fields as their id text renders them: the items as DuckDB casts a
+    DOUBLE[] to text ('[4.0, NULL]'), the missing reasons as compact JSON."""
+    return (
+        None
+        if items is None
+        else "[" + ", ".join("NULL" if v is None else repr(float(v)) for v in items) + "]",
+        None if session_date is None else session_date.isoformat(),
+        therapist_pid,
+        ending_type,
+        None
+        if item_missing is None
+        else json.dumps(item_missing, separators=(",", ":"), ensure_ascii=False),
     )
-    return hashlib.sha256(canonical.encode()).hexdigest()

@@ -129,7 +129,7 @@ class _Emitter:
 
     def client(self, etype: str, pid: str, source: tuple[str, str, int | None], reason: str | None):
         previous = self.state.last_client_event.get(pid)
-        eid = event_id(etype, (self.state.site_id, pid), reason, previous)
+        eid = event_id(etype, (self.state.site_id, pid), (reason,), previous)
         self._append(eid, etype, pid, {"supersedes_event_id": previous}, source, reason)
         self.state.closed_clients[pid] = etype
         self.state.last_client_event[pid] = eid

@@ -250,6 +250,43 @@ def test_one_thread_or_two_write_the_same_log(tmp_path: Path, monkeypatch, key_e
     assert logs[0] == logs[1]
 
 
+def test_site_order_is_line_order_across_many_blocks(tmp_path: Path, monkeypatch, key_env) -> None:
+    """Places are counted per block of 64 lines: over 400 lines with gaps of every kind, the
+    events still number 1..n in line order, and a second night's amendments continue it."""
+    home = tmp_path / "root"
+    home.mkdir()
+    (home / "consortium.yml").write_text(CONSORTIUM, encoding="utf-8")
+
+    def lines(amend: bool) -> list[str]:
+        out = [HEADER]
+        for i in range(1, 401):
+            items = ["x", *GAD[1:]] if i % 7 == 0 else list(GAD)
+            if amend and i % 5 == 0:
+                items[-1] = "3"
+            out.append(line(f"K{i}", "T1", "1", "05.03.2026", "ORS" if i % 11 == 0 else "GAD-7",
+                            items))  # fmt: skip
+        return out
+
+    # Record i sits on line i + 1; lines with i % 7 == 0 are quarantined, i % 11 == 0 skipped.
+    kept = [i for i in range(1, 401) if i % 7 and i % 11]
+    write(home, "export_1.csv", lines(False))
+    assert night(home, "2026-11-18", monkeypatch).events_written == len(kept)
+    events = log_rows(home)
+    assert [e["site_seq"] for e in events] == list(range(1, len(kept) + 1))
+    assert [e["source_row"] for e in events] == [i + 1 for i in kept]
+
+    (home / "inbox" / SITE / "export_1.csv").unlink()
+    write(home, "export_2.csv", lines(True))
+    amended = [i for i in kept if i % 5 == 0]
+    night(home, "2026-11-19", monkeypatch)
+    events = log_rows(home)[len(kept) :]
+    assert [e["event_type"] for e in events] == ["response_amended"] * len(amended)
+    assert [e["site_seq"] for e in events] == list(
+        range(len(kept) + 1, len(kept) + len(amended) + 1)
+    )
+    assert [e["source_row"] for e in events] == [i + 1 for i in amended]
+
+
 def test_blank_lines_found_across_block_boundaries(tmp_path: Path) -> None:
     data = b"h\n" + b"a\n" * 5 + b"\n" + b"b\r\n\r\n" + b"c\n\n\n"
     path = tmp_path / "blank.csv"
@@ -353,34 +390,50 @@ def test_control_characters_in_client_codes(tmp_path: Path, monkeypatch, key_env
         ([0.1, 10.0, 7.3], None, None, "planned", None, "cd" * 32),
         ([1.0, None], "2026-01-31", None, None, [None, "refused"], None),
         ([1.0, 2.0], "2026-01-31", None, "unplanned", [None, None], "ef" * 32),
-        # Reason labels are lower-case words (consortium.REASON_LABEL), so nothing to escape.
         ([1e-05, 123456.75], "2026-12-01", "x", None, ["dont_know", None], None),
+        # SPSS value labels can be any text: quotes, backslashes, accents.
+        ([3.0], "2026-12-01", None, None, ['said "no" \\ é'], None),
+        (None, None, None, None, None, "ab" * 32),  # a retraction: no content
     ],
 )
 def test_one_event_id_definition(items, day, therapist, ending, missing, previous) -> None:
     """Response event ids are computed in SQL, client event ids in Python: both follow the one
-    definition in `ingestion.events.event_id` (checked here on awkward values)."""
+    definition in `ingestion.events.event_id` (checked here on awkward values). The expected
+    text is written out by hand from the documented encoding, not from either function."""
+    import hashlib
     import json
+    from datetime import date
 
     import duckdb
 
-    from ingestion.events import event_id
-    from ingestion.intake.changes import CONTENT_MACRO, EVENT_ID_MACRO
+    from ingestion.events import event_id, id_text, response_content
+    from ingestion.intake.changes import EVENT_ID_MACRO
 
-    content: dict = {"items": items, "session_date": day, "therapist_pid": therapist}
-    if ending is not None:
-        content["ending_type"] = ending
-    if missing is not None and any(m is not None for m in missing):
-        content["item_missing"] = missing
-    text = json.dumps(content, separators=(",", ":"), sort_keys=True)
-    expected = event_id("response_recorded", ("s1", "pid", 3, "phq9", "client"), text, previous)
+    items_text = (
+        None
+        if items is None
+        else "[" + ", ".join("NULL" if v is None else repr(v) for v in items) + "]"
+    )
+    missing_text = (
+        None if missing is None else json.dumps(missing, ensure_ascii=False).replace(", ", ",")
+    )
+    hand = "\x1f".join(
+        "" if f is None else str(f)
+        for f in ["bordin-event-v2", "response_recorded", "s1", "pid", 3, "phq9", "client",
+                  items_text, day, therapist, ending, missing_text, previous]
+    )  # fmt: skip
+    content = response_content(
+        items, None if day is None else date.fromisoformat(day), therapist, ending, missing
+    )
+    key = ("s1", "pid", 3, "phq9", "client")
+    assert id_text("response_recorded", key, content, previous) == hand
+    expected = hashlib.sha256(hand.encode()).hexdigest()
+    assert event_id("response_recorded", key, content, previous) == expected
     con = duckdb.connect()
-    con.execute(CONTENT_MACRO)
     con.execute(EVENT_ID_MACRO)
-    (got_text, got_id) = con.execute(
-        "SELECT content_json($items::DOUBLE[], $day::DATE, $th, $end, $miss::VARCHAR[]), "
-        "event_id('response_recorded', 's1', 'pid', 3, 'phq9', 'client', "
-        "content_json($items::DOUBLE[], $day::DATE, $th, $end, $miss::VARCHAR[]), $prev)",
+    (got_id,) = con.execute(
+        "SELECT event_id('response_recorded', 's1', 'pid', 3, 'phq9', 'client', "
+        "$items::DOUBLE[], $day::DATE, $th, $end, $miss::VARCHAR[], $prev)",
         {
             "items": items,
             "day": day,
@@ -390,5 +443,4 @@ def test_one_event_id_definition(items, day, therapist, ending, missing, previou
             "prev": previous,
         },  # fmt: skip
     ).fetchone()
-    assert got_text == text
     assert got_id == expected

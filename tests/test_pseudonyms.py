@@ -20,6 +20,18 @@ def test_matches_openssl_hmac() -> None:
     assert key.pseudonym("bern", "therapist", "BE-T03") == "6ea9f96892bb678b444f0f3aa8f7b9c7"
 
 
+def test_batch_matches_openssl_hmac() -> None:
+    """The batch form (keyed once, copied per code) gives the same openssl-checked values."""
+    key = PseudonymKey(KEY)
+    assert (
+        key.pseudonyms("bern", "client", ["BE-0001", " BE-0001 "])
+        == ["c8d3d16dd9f2b452bba16866a8a4382b"] * 2
+    )
+    assert key.pseudonyms("bern", "therapist", ["BE-T03"]) == ["6ea9f96892bb678b444f0f3aa8f7b9c7"]
+    with pytest.raises(ValueError):
+        key.pseudonyms("bern", "site", ["x"])
+
+
 def test_code_is_stripped_and_site_and_role_separate_namespaces() -> None:
     key = PseudonymKey(KEY)
     assert key.pseudonym("bern", "client", "  BE-0001 ") == key.pseudonym(

@@ -248,7 +248,7 @@ def _record(
         f"{report.inbox_rows_removed} inbox rows)"
     )
     previous = state.last_client_event.get(pid)
-    eid = event_id(CLIENT_ERASED, (site_id, pid), summary, previous)
+    eid = event_id(CLIENT_ERASED, (site_id, pid), (summary,), previous)
     now = datetime.now(UTC)
     row = {name: None for name in EVENT_SCHEMA.names}
     row.update(

@@ -17,6 +17,7 @@ import pyarrow as pa
 
 from ingestion.events import (
     EVENT_SCHEMA,
+    ID_VERSION_TAG,
     RESPONSE_AMENDED,
     RESPONSE_RECORDED,
     RESPONSE_RETRACTED,
@@ -32,32 +33,19 @@ from ingestion.quarantine import QUARANTINE_SCHEMA
 
 KEY = "client_pid, session_number, instrument, rater_role"
 
-# The canonical text of an administration's values. Lists cast
-# to text as '[4.0, NULL]'; Python's json writes '[4.0,null]' (same shortest float digits).
-CONTENT_MACRO = """
-CREATE OR REPLACE MACRO content_json(items, day, therapist, ending, missing) AS
-    '{' || CASE WHEN ending IS NOT NULL THEN '"ending_type":"' || ending || '",' ELSE '' END
-    || CASE WHEN missing IS NOT NULL AND len(list_filter(missing, m -> m IS NOT NULL)) > 0
-            THEN '"item_missing":[' || array_to_string(list_transform(missing,
-                 m -> CASE WHEN m IS NULL THEN 'null' ELSE '"' || m || '"' END), ',') || '],'
-            ELSE '' END
-    || '"items":' || replace(replace(CAST(items AS VARCHAR), ', ', ','), 'NULL', 'null')
-    || ',"session_date":' || CASE WHEN day IS NULL THEN 'null'
-                                  ELSE '"' || CAST(day AS VARCHAR) || '"' END
-    || ',"therapist_pid":' || CASE WHEN therapist IS NULL THEN 'null'
-                                   ELSE '"' || therapist || '"' END
-    || '}'
+# events.event_id as SQL: sha256 of `events.id_text` (fields joined by U+001F, NULL as '').
+EVENT_ID_MACRO = f"""
+CREATE OR REPLACE MACRO event_id(etype, site, pid, session, instrument, role, items, day,
+                                 therapist, ending, missing, prev) AS
+    sha256(concat_ws(chr(31), '{ID_VERSION_TAG}', etype, site, pid,
+                     coalesce(CAST(session AS VARCHAR), ''), coalesce(instrument, ''),
+                     coalesce(role, ''), coalesce(CAST(items AS VARCHAR), ''),
+                     coalesce(CAST(day AS VARCHAR), ''), coalesce(therapist, ''),
+                     coalesce(ending, ''), coalesce(CAST(to_json(missing) AS VARCHAR), ''),
+                     coalesce(prev, '')))
 """
-
-# events.event_id as SQL: sha256 of the JSON [type, [site, key...], content, previous].
-EVENT_ID_MACRO = """
-CREATE OR REPLACE MACRO event_id(etype, site, pid, session, instrument, role, content, prev) AS
-    sha256('["' || etype || '",["' || site || '","' || pid || '",' || CAST(session AS VARCHAR)
-           || ',"' || instrument || '","' || role || '"],'
-           || CASE WHEN content IS NULL THEN 'null'
-                   ELSE '"' || replace(content, '"', '\\"') || '"' END
-           || ',' || CASE WHEN prev IS NULL THEN 'null' ELSE '"' || prev || '"' END || ']')
-"""
+# What an amendment compares: an administration's values, as stored in its event.
+CONTENT = "items, session_date, therapist_pid, ending_type, item_missing"
 
 
 @dataclass
@@ -86,27 +74,22 @@ def pseudonymize(con: duckdb.DuckDBPyConnection, site_id: str, key: PseudonymKey
             "AND therapist IS NOT NULL"
         ).fetchall()
     ]
+    _table(con, "client_map", "client", clients, key.pseudonyms(site_id, "client", clients))
     _table(
-        con, "client_map", "client", clients, [key.pseudonym(site_id, "client", c) for c in clients]
-    )
-    _table(
-        con,
-        "therapist_map",
-        "therapist",
-        therapists,
-        [key.pseudonym(site_id, "therapist", t) for t in therapists],
-    )
+        con, "therapist_map", "therapist", therapists,
+        key.pseudonyms(site_id, "therapist", therapists),
+    )  # fmt: skip
 
 
 def load_state(con: duckdb.DuckDBPyConnection, files: list[str], site_id: str) -> int:
     """Table `state`: the latest response event per natural key (retracted ones included, as
-    the previous event a new one chains on), with the content text of current ones."""
-    con.execute(CONTENT_MACRO)
+    the previous event a new one chains on), with the values of current ones (`current`)."""
     con.execute(EVENT_ID_MACRO)
     con.execute(
         "CREATE OR REPLACE TABLE state (client_pid VARCHAR, session_number INTEGER, "
         "instrument VARCHAR, rater_role VARCHAR, event_id VARCHAR, event_type VARCHAR, "
-        "content VARCHAR)"
+        "current BOOLEAN, items DOUBLE[], session_date DATE, therapist_pid VARCHAR, "
+        "ending_type VARCHAR, item_missing VARCHAR[])"
     )
     if not files:
         return 0
@@ -120,9 +103,8 @@ def load_state(con: duckdb.DuckDBPyConnection, files: list[str], site_id: str) -
     con.execute(
         f"""
         INSERT INTO state
-        SELECT {KEY}, event_id, event_type,
-               CASE WHEN event_type <> '{RESPONSE_RETRACTED}' THEN
-                   content_json(items, session_date, therapist_pid, {ending}, {missing}) END
+        SELECT {KEY}, event_id, event_type, event_type <> '{RESPONSE_RETRACTED}',
+               items, session_date, therapist_pid, {ending}, {missing}
         FROM {source}
         WHERE site_id = $site AND event_type IN ({types})
         QUALIFY row_number() OVER (PARTITION BY {KEY} ORDER BY site_seq DESC) = 1
@@ -180,12 +162,12 @@ def plan_changes(
         con.execute(
             f"""
             CREATE OR REPLACE TABLE changes AS
-            SELECT id, CASE WHEN s.content IS NULL THEN '{RESPONSE_RECORDED}'
-                            ELSE '{RESPONSE_AMENDED}' END AS event_type, s.event_id AS previous
+            SELECT id, CASE WHEN s.current THEN '{RESPONSE_AMENDED}'
+                            ELSE '{RESPONSE_RECORDED}' END AS event_type, s.event_id AS previous
             FROM acc a LEFT JOIN state s USING ({KEY})
-            WHERE s.content IS NULL
-               OR s.content <> content_json(a.items, a.session_date, a.therapist_pid,
-                                            a.ending_type, a.item_missing)
+            WHERE NOT coalesce(s.current, false)
+               OR ({", ".join("a." + c for c in CONTENT.split(", "))})
+                  IS DISTINCT FROM ({", ".join("s." + c for c in CONTENT.split(", "))})
             """
         )
         counts = dict(
@@ -200,7 +182,7 @@ def plan_changes(
     )
     if not snapshot or state_size == 0:
         return plan
-    live = "s.content IS NOT NULL AND s.client_pid NOT IN (SELECT pid FROM closed)"
+    live = "s.current AND s.client_pid NOT IN (SELECT pid FROM closed)"
     con.execute(
         f"""
         INSERT INTO retractions
@@ -247,9 +229,17 @@ def write_events(
     logical: str,
     ingested_at: str,
 ) -> int:
-    """COPY the file's events, in site order, to one Parquet file; returns the row count."""
+    """COPY the file's events to one Parquet file; returns the row count.
+
+    Site order is line order: a changed line's place is the number of changed lines before it.
+    It is counted per block of 64 lines (one bit mask and one running total per block, a
+    small table), so the wide work (pseudonyms, event ids, the envelope) runs in parallel on
+    the lines as they are, with no sort and no numbered copy, and the event file need not be
+    written in site order.
+    """
     all_new = _count(con, "SELECT count(*) FROM state") == 0
-    n_changed = _count(con, "SELECT count(*) FROM changes")
+    counted = f"admins WHERE status = {ACCEPTED}" if all_new else "changes"
+    n_changed = _count(con, f"SELECT count(*) FROM {counted}")
     n_total = n_changed + _count(con, "SELECT count(*) FROM retractions")
     if not n_total:
         return 0
@@ -264,35 +254,38 @@ def write_events(
         "ingested_at": f"TIMESTAMPTZ '{ingested_at}'",
         "event_id": (
             f"event_id(event_type, {quote(site_id)}, client_pid, session_number, instrument, "
-            "rater_role, content, supersedes_event_id)"
+            f"rater_role, {CONTENT}, supersedes_event_id)"
         ),
-        "site_seq": f"{first_seq - 1} + n",
     }
-    # Site order = line order. A narrow table numbers the lines to write (all new: a plain
-    # ordered scan, a window over an empty OVER keeps file order; otherwise the changed lines
-    # sorted by line); the wide rows then join it in parallel, unsorted, and need not be
-    # written in site order.
     if all_new:
-        # Only (id, n): the join's build side is what must fit in memory.
-        con.execute(
-            "CREATE OR REPLACE TABLE seq AS SELECT rowid AS id, row_number() OVER () AS n "
-            f"FROM admins WHERE status = {ACCEPTED}"
+        # Nothing stored yet: every accepted line is a first recording (no join needed).
+        ids = f"SELECT rowid AS id FROM admins WHERE status = {ACCEPTED}"
+        lines = (
+            f"SELECT a.rowid AS id, '{RESPONSE_RECORDED}' AS event_type, "
+            f"CAST(NULL AS VARCHAR) AS previous, a.* FROM admins a WHERE a.status = {ACCEPTED}"
         )
-        kind = f"'{RESPONSE_RECORDED}' AS event_type, CAST(NULL AS VARCHAR) AS previous"
     else:
-        con.execute(
-            "CREATE OR REPLACE TABLE seq AS SELECT id, row_number() OVER (ORDER BY id) AS n, "
-            f"event_type = '{RESPONSE_AMENDED}' AS amended, previous FROM changes"
+        ids = "SELECT id FROM changes"
+        lines = (
+            "SELECT c.id, c.event_type, c.previous, a.* "
+            "FROM changes c JOIN admins a ON a.rowid = c.id"
         )
-        kind = (
-            f"CASE WHEN s.amended THEN '{RESPONSE_AMENDED}' ELSE '{RESPONSE_RECORDED}' END "
-            "AS event_type, s.previous"
+    con.execute(
+        f"""
+        CREATE OR REPLACE TABLE places AS
+        SELECT block, bits,
+               coalesce(sum(bit_count(bits)) OVER (ORDER BY block ROWS BETWEEN UNBOUNDED
+                                                   PRECEDING AND 1 PRECEDING), 0) AS before
+        FROM (
+            SELECT id // 64 AS block, bit_or(CAST(1 AS UBIGINT) << CAST(id % 64 AS UBIGINT))
+                   AS bits
+            FROM ({ids}) GROUP BY block
         )
-    numbered = f"""
-        SELECT s.id, s.n, {kind}, a.client, a.therapist, a.session_number,
-               a.instrument, a.rater_role, a.parsed_date, a.items, a.ending_type, a.item_missing
-        FROM admins a JOIN seq s ON s.id = a.rowid
-    """
+        """
+    )
+    place = (
+        "p.before + bit_count(p.bits & ((CAST(1 AS UBIGINT) << CAST(c.id % 64 AS UBIGINT)) - 1))"
+    )
     changed = f"""
         SELECT c.event_type, cm.pid AS client_pid, tm.pid AS therapist_pid, c.session_number,
                c.parsed_date AS session_date, c.instrument, c.rater_role, c.items,
@@ -300,17 +293,16 @@ def write_events(
                CASE WHEN c.event_type = '{RESPONSE_AMENDED}' THEN 'changed in the site''s export'
                END AS reason,
                {line_of(con, f"(c.id // {source.per_record})", source.first_line)} AS source_row,
-               content_json(c.items, c.parsed_date, tm.pid, c.ending_type, c.item_missing)
-                   AS content, c.n
-        FROM ({numbered}) c
+               {first_seq} + {place} AS site_seq
+        FROM ({lines}) c
+        JOIN places p ON p.block = c.id // 64
         JOIN client_map cm ON cm.client = c.client
         LEFT JOIN therapist_map tm ON tm.therapist = c.therapist
     """
     retracted = f"""
         SELECT '{RESPONSE_RETRACTED}', client_pid, NULL, session_number, NULL, instrument,
                rater_role, NULL, previous, NULL, NULL, 'absent from the site''s full export',
-               NULL, NULL,
-               {n_changed} + row_number() OVER (ORDER BY {KEY})
+               NULL, {first_seq - 1 + n_changed} + row_number() OVER (ORDER BY {KEY})
         FROM retractions
     """
     columns = [
@@ -345,6 +337,7 @@ _CARRIED = {
     "item_missing",
     "reason",
     "source_row",
+    "site_seq",
 }
 
 

@@ -136,43 +136,64 @@ def _classify(
     unfinished_skip = site.qualtrics is not None and site.qualtrics.unfinished == "skip"
     redcap = site.redcap
     counting = ("1", "2") if redcap is not None and redcap.accept_unverified else ("2",)
-    raw = f"list_slice([{', '.join(f't{k}' for k in ks)}], 1, n_items)"
-    # Per item, as lists. `m`: the missing-code reason (NULL: none; only for a site with codes
-    # or a reader that marks them); `u`: the cell checked, a coded one blanked; `num`: its
-    # number; `code`: 0 blank, 1 valid, 2 not a number, 3 off the scale (range, or off the
-    # grid of its step: numpy.isclose(r, round(r)) with its default tolerances).
+    # Per item k, as scalar columns (vectorized; a lambda over a list costs several times more):
+    # `m{k}`: the missing-code reason (NULL: none; only for a site with codes or a reader that
+    # marks them); `u{k}`: the cell checked, a coded one blanked; `v{k}`: its number; `c{k}`:
+    # 0 blank, 1 valid, 2 not a number, 3 off the scale (range, or off the grid of its step:
+    # numpy.isclose(r, round(r)) with its default tolerances); NULL past the form's items.
     coded = (
         bool(site.missing_codes)
         or site.format == "spss_sav"
         or (site.zip is not None and site.zip.format == "spss_sav")
     )
     spaces = quote(" \t\n\r\x0b\x0c")
-    reason = _missing_reason(site, f"trim(x, {spaces})")
-    if coded:
-        missing = f"list_transform(raw, x -> CASE WHEN x IS NOT NULL THEN {reason} END)"
-        usable = "list_transform(raw, (x, i) -> CASE WHEN m[i] IS NULL THEN x END)"
-    else:
-        missing, usable = "CAST(NULL AS VARCHAR[])", "raw"
-    ratio = "((p.v - lo) / step)"
+    ratio = "((v{k} - lo) / step)"
     grid = f"abs({ratio} - round({ratio})) > 1e-8 + 1e-5 * abs(round({ratio}))"
     # A whole number is on the grid of a scale with a whole lower bound and a step dividing
     # one (every registry scale today): the costly grid check runs on fractions only.
     whole = _case("form", {j: str(_whole_grid(m)).lower() for j, m in instruments.items()}, "false")
-    code = f"""list_transform(pairs, p -> CASE
-            WHEN p.v IS NULL THEN CASE WHEN coalesce(trim(p.t, {spaces}), '') = '' THEN 0 ELSE 2 END
-            WHEN isnan(p.v) THEN 2
-            WHEN p.v < lo OR p.v > hi THEN 3
-            WHEN whole AND p.v = trunc(p.v) THEN 1
-            WHEN {grid} THEN 3
-            ELSE 1 END)"""
+    per_item = {
+        "m": (
+            lambda k: (
+                f"CASE WHEN {k} <= n_items AND t{k} IS NOT NULL THEN "
+                f"{_missing_reason(site, f'trim(t{k}, {spaces})')} END"
+            )
+        )
+        if coded
+        else (lambda k: "CAST(NULL AS VARCHAR)"),
+        "u": (lambda k: f"CASE WHEN {k} <= n_items AND m{k} IS NULL THEN t{k} END")
+        if coded
+        else (lambda k: f"CASE WHEN {k} <= n_items THEN t{k} END"),
+        "v": lambda k: f"TRY_CAST(u{k} AS DOUBLE)",
+        "c": lambda k: (
+            f"""CASE WHEN {k} > n_items THEN NULL
+            WHEN v{k} IS NULL THEN CASE WHEN coalesce(trim(u{k}, {spaces}), '') = '' THEN 0
+                                        ELSE 2 END
+            WHEN isnan(v{k}) THEN 2
+            WHEN v{k} < lo OR v{k} > hi THEN 3
+            WHEN whole AND v{k} = trunc(v{k}) THEN 1
+            WHEN {grid.format(k=k)} THEN 3
+            ELSE 1 END"""
+        ),
+    }
+
+    def columns(name: str) -> str:
+        return ", ".join(f"{per_item[name](k)} AS {name}{k}" for k in ks)
+
+    def listed(template: str) -> str:
+        return f"list_slice([{', '.join(template.format(k=k) for k in ks)}], 1, n_items)"
+
+    top_code = f"greatest({', '.join(f'c{k}' for k in ks)})"
+    missing = listed("m{k}") if coded else "CAST(NULL AS VARCHAR[])"
+    any_missing = f"coalesce({', '.join(f'm{k}' for k in ks)}) IS NOT NULL" if coded else "false"
     # An accepted administration has no item off the scale: its numbers are its values.
-    values = "list_transform(pairs, p -> p.v)"
-    answered = "coalesce(list_max(code) > 0, false)"
-    item_problem = "coalesce(list_max(code) > 1, false)"
-    raw_answered = (
-        f"coalesce(list_bool_or(list_transform(raw, x -> trim(coalesce(x, ''), {spaces}) <> '')),"
-        " false)"
+    values = listed("v{k}")
+    answered = f"coalesce({top_code} > 0, false)"
+    item_problem = f"coalesce({top_code} > 1, false)"
+    raw_answered = " OR ".join(
+        f"({k} <= n_items AND trim(coalesce(t{k}, ''), {spaces}) <> '')" for k in ks
     )
+    raw_answered = f"({raw_answered})"
     future = f"coalesce(parsed_date > DATE '{logical.isoformat()}', false)"
     row_problem = (
         f"(client = '' OR client_control OR session_value IS NULL OR parsed_date IS NULL "
@@ -217,17 +238,14 @@ def _classify(
                    TRY_CAST(try_strptime(pystrip(coalesce(date_raw, '')),
                             {quote(site.date_format)}) AS DATE) AS parsed_date
             FROM cells
-        ), listed AS (
-            SELECT *, {raw} AS raw FROM keyed
         ), coded AS (
-            SELECT *, {missing} AS m FROM listed
+            SELECT *, {columns("m")} FROM keyed
         ), usable AS (
-            SELECT *, {usable} AS u FROM coded
+            SELECT *, {columns("u")} FROM coded
         ), numbered AS (
-            SELECT *, list_transform(u, x -> {{'t': x, 'v': TRY_CAST(x AS DOUBLE)}}) AS pairs
-            FROM usable
+            SELECT *, {columns("v")} FROM usable
         ), checked AS (
-            SELECT *, {code} AS code FROM numbered
+            SELECT *, {columns("c")} FROM numbered
         ), statused AS (
             SELECT *,
                 CASE
@@ -257,7 +275,7 @@ def _classify(
                session_value AS session_number, parsed_date,
                CASE WHEN status = {ACCEPTED} THEN {values} END AS items,
                CASE WHEN status = {ACCEPTED}
-                         AND len(list_filter(m, r -> r IS NOT NULL)) > 0 THEN m END
+                         AND {any_missing} THEN {missing} END
                    AS item_missing,
                CASE WHEN status = {ACCEPTED} THEN {ending_type} END AS ending_type,
                {withdraw} AS withdraw,
@@ -268,9 +286,9 @@ def _classify(
                    date_bad := parsed_date IS NULL, date_future := {future},
                    unfinished := coalesce(unfinished, false),
                    status_held := {status_held}, form_status, finished_raw, progress_raw,
-                   texts := list_transform(u, x -> pystrip(coalesce(x, ''))),
-                   bad := list_transform(code, c -> c = 2),
-                   off := list_transform(code, c -> c = 3))) END AS problem
+                   texts := {listed("pystrip(coalesce(u{k}, ''))")},
+                   bad := {listed("c{k} = 2")},
+                   off := {listed("c{k} = 3")})) END AS problem
         FROM statused
         """
     )
