@@ -226,6 +226,55 @@ def test_three_nights_by_hand(tmp_path: Path, monkeypatch, key_env) -> None:
     )
 
 
+def _v1_event_id(row: dict, previous: str | None) -> str:
+    """The version-1 id, written out from its old definition (SHA-256 of a JSON array)."""
+    import hashlib
+    import json
+
+    content = {"items": row["items"], "session_date": str(row["session_date"]),
+               "therapist_pid": row["therapist_pid"]}  # fmt: skip
+    key = [row["site_id"], row["client_pid"], row["session_number"], row["instrument"],
+           row["rater_role"]]  # fmt: skip
+    text = json.dumps(content, separators=(",", ":"), sort_keys=True)
+    canonical = json.dumps([row["event_type"], key, text, previous], separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def test_a_log_of_version_1_ids_keeps_working(tmp_path: Path, monkeypatch, key_env) -> None:
+    """Ids are read back, never recomputed: a night after a log written with version-1 ids
+    chains on those ids and changes exactly what it changes on a version-2 log."""
+    import shutil
+
+    import pyarrow as pa
+
+    v2, v1 = tmp_path / "v2", tmp_path / "v1"
+    deliver_all(v2, 1)
+    night(v2, "2026-11-18", monkeypatch)
+    shutil.copytree(v2, v1)
+    rows = delta_store.read(Paths(v1).event_log, EVENT_SCHEMA).to_pylist()
+    for row in rows:
+        row.update(schema_version=1, event_id=_v1_event_id(row, None))
+    shutil.rmtree(Paths(v1).event_log)
+    sha = rows[0]["source_sha256"]
+    table = pa.Table.from_pylist(rows, schema=EVENT_SCHEMA)
+    delta_store.append(Paths(v1).event_log, table, [sha], {}, site_id=SITE)
+    old_ids = {(r["client_pid"], r["instrument"]): r["event_id"] for r in rows}
+
+    outcomes = {}
+    for home in (v2, v1):
+        deliver_all(home, 2)
+        files = night(home, "2026-11-19", monkeypatch).files
+        export = next(f for f in files if f.source_file == "export_2.csv")
+        outcomes[home] = (export.recorded, export.amended, export.retracted, export.unchanged)
+    assert outcomes[v1] == outcomes[v2] == (1, 1, 1, 2)
+    new = [e for e in log_rows(v1) if e["schema_version"] == 2]
+    chained = {e["event_type"]: e["supersedes_event_id"] for e in new}
+    k1 = PID(SITE, "client", "K1")
+    assert chained["response_amended"] == old_ids[(k1, "gad7")]
+    assert chained["response_retracted"] == old_ids[(k1, "wai_sr")]
+    assert {e["schema_version"] for e in log_rows(v1)} == {1, 2}
+
+
 def test_rerun_is_a_no_op_and_leaves_no_scratch(tmp_path: Path, monkeypatch, key_env) -> None:
     home = tmp_path / "root"
     deliver_all(home, 1)
