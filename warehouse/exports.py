@@ -51,6 +51,7 @@ STATA_LABEL_MAX_CHARS = 80
 STATA_VERSION = 14  # format 118: UTF-8, strL; read by Stata 14 and later
 SPSS_NAME_MAX = 64
 SPSS_LABEL_MAX_BYTES = 256
+SPSS_FILE_LABEL_MAX_BYTES = 64
 BOOLEAN_LABELS = {0: "false", 1: "true"}
 # Stata's largest non-missing `long`; larger integers are written as doubles.
 STATA_LONG_MAX = 2_147_483_620
@@ -146,7 +147,8 @@ def variable(f: pa.Field, column: pa.ChunkedArray, mart: str) -> Variable:
     label = _meta(f, DESCRIPTION_KEY) or ""
     allowed = _meta(f, ALLOWED_VALUES_KEY)
     kind = f.type
-    if allowed is not None and pa.types.is_string(kind):
+    text = pa.types.is_string(kind) or pa.types.is_large_string(kind)
+    if allowed is not None and text:
         data, labels = _coded(values, json.loads(allowed), f"{mart}.{f.name}")
         return Variable(f.name, label, data, labels, nominal=True)
     if pa.types.is_boolean(kind):
@@ -157,12 +159,10 @@ def variable(f: pa.Field, column: pa.ChunkedArray, mart: str) -> Variable:
     if pa.types.is_floating(kind):
         data = pd.Series([float("nan") if v is None else v for v in values], dtype="float64")
         return Variable(f.name, label, data)
-    if pa.types.is_string(kind) or pa.types.is_large_string(kind):
+    if text:
         data = pd.Series(["" if v is None else v for v in values], dtype=object)
         return Variable(f.name, label, data, nominal=True)
-    if pa.types.is_date(kind):
-        return Variable(f.name, label, pd.Series(values, dtype=object))
-    if pa.types.is_timestamp(kind):
+    if pa.types.is_date(kind) or pa.types.is_timestamp(kind):
         return Variable(f.name, label, pd.Series(values, dtype=object))
     raise ExportError(f"{mart}.{f.name}: type {kind} has no SPSS / Stata equivalent here")
 
@@ -175,12 +175,13 @@ def _frame(variables: list[Variable], names: dict[str, str]) -> pd.DataFrame:
 
 
 def write_sav(table: pa.Table, mart: str, target: Path, when: dt.date) -> dict[str, str]:
+    """One mart as an uncompressed .sav stamped `when`; returns the columns it had to rename."""
     variables = [variable(f, table.column(f.name), mart) for f in table.schema]
     names = short_names([v.name for v in variables], SPSS_NAME_MAX)
     pyreadstat.write_sav(
         _frame(variables, names),
         str(target),
-        file_label=fit_label(mart, max_bytes=64),
+        file_label=fit_label(mart, max_bytes=SPSS_FILE_LABEL_MAX_BYTES),
         column_labels={
             names[v.name]: fit_label(v.label, max_bytes=SPSS_LABEL_MAX_BYTES) for v in variables
         },
@@ -192,6 +193,7 @@ def write_sav(table: pa.Table, mart: str, target: Path, when: dt.date) -> dict[s
 
 
 def write_dta(table: pa.Table, mart: str, target: Path, when: dt.date) -> dict[str, str]:
+    """One mart as a format-118 .dta stamped `when`; returns the columns it had to rename."""
     variables = [variable(f, table.column(f.name), mart) for f in table.schema]
     names = short_names([v.name for v in variables], STATA_NAME_MAX)
     pyreadstat.write_dta(
@@ -209,6 +211,7 @@ def write_dta(table: pa.Table, mart: str, target: Path, when: dt.date) -> dict[s
 
 
 def write_mart_csv(table: pa.Table, mart: str, target: Path, when: dt.date) -> dict[str, str]:
+    """One mart as CSV, values as released (no names or labels to fit)."""
     write_csv(target, table.column_names, (r.values() for r in table.to_pylist()))
     return {}
 

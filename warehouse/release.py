@@ -38,6 +38,7 @@ from ingestion.registry import load_registry
 from ingestion.settings import REPO_ROOT, Paths, paths
 from warehouse.build import dbt_manifest_path
 from warehouse.codebook import (
+    DESCRIPTION_KEY,
     Codebook,
     build_codebook,
     comment_statements,
@@ -124,7 +125,7 @@ def _documented(table: pa.Table, codebook: Codebook, name: str) -> pa.Table:
     allowed values), the table's description on the schema."""
     doc = codebook.table(name)
     fields = [f.with_metadata(field_metadata(doc.column(f.name))) for f in table.schema]
-    schema = pa.schema(fields, metadata={b"description": doc.description.encode("utf-8")})
+    schema = pa.schema(fields, metadata={DESCRIPTION_KEY: doc.description.encode("utf-8")})
     return pa.Table.from_arrays(table.columns, schema=schema)
 
 
@@ -309,10 +310,8 @@ def _record_existing(where: Paths, final: Path, content: str, files: list[dict])
         found = "; ".join(f"{p.path}: {p.kind}" for p in report.problems)
         raise UnrecordedReleaseError(f"release {final.name} is not in the ledger and {found}")
     manifest = json.loads((final / "manifest.json").read_text(encoding="utf-8"))
-    recomputed = reproducible_hashes(files)
-    if manifest.get("content_sha256") != content or reproducible_hashes(manifest["files"]) != (
-        recomputed
-    ):
+    recorded = reproducible_hashes(manifest["files"])
+    if manifest.get("content_sha256") != content or recorded != reproducible_hashes(files):
         raise UnrecordedReleaseError(
             f"release {final.name} is not in the ledger and its Parquet and codebook hashes "
             "differ from the ones this build produces: not recording it"
