@@ -43,6 +43,11 @@ class Paths:
         return self.home / "restricted" / "locks"
 
     @property
+    def exports(self) -> Path:
+        """`bordin export` output, one folder per release and format (outside the release)."""
+        return self.home / "exports"
+
+    @property
     def scratch(self) -> Path:
         """The intake engine's scratch databases: raw codes, so restricted; removed after use."""
         return self.home / "restricted" / "scratch"

@@ -7,7 +7,7 @@ dates of birth and free text in a REDCap export with its data dictionary (`Ident
 the same pair inside a zip, a Qualtrics export (IPAddress, Recipient*, Location*) and a long
 feedback table (identifier columns and a free-text note). The real nightly DAG runs once
 (`bordin nightly`), and then EVERY file of the published release folder (Parquet, marts.duckdb,
-manifest.json, report.html, rules/) is scanned:
+manifest.json, report.html, codebook.csv, codebook.html, rules/) is scanned:
   - as bytes, for each planted value and each session date as the sites wrote it;
   - Parquet and DuckDB files also as decoded cell values: planted values, raw client and
     therapist codes (too short to look for in compressed bytes), and any DATE / TIMESTAMP
@@ -74,7 +74,7 @@ RAW_CODES = [
 EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}")
 OCTET = r"(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
 IPV4 = re.compile(rf"(?<![\d.]){OCTET}(?:\.{OCTET}){{3}}(?![\d.])")
-TEXT_SUFFIXES = {".json", ".html", ".yml"}
+TEXT_SUFFIXES = {".json", ".html", ".yml", ".csv"}
 DATA_SUFFIXES = {".parquet", ".duckdb"}
 
 
@@ -169,6 +169,7 @@ def test_planted_identifiers_never_reach_any_release_file(released: Path) -> Non
     files = {str(p.relative_to(released)) for p in released.rglob("*") if p.is_file()}
     # The scan covers every kind of file a release has, the intake summary among them.
     assert {"manifest.json", "report.html", "marts.duckdb", "rules/consortium.yml"} <= files
+    assert {"codebook.csv", "codebook.html"} <= files
     assert "parquet/mart_site_intake.parquet" in files
     assert "parquet/fct_session_calendar.parquet" not in files
     assert _leaks(released) == []

@@ -122,6 +122,12 @@ def consortium_vars(rules: Rules) -> dict:
     return {"release_calendar_dates": consortium.release.calendar_dates}
 
 
+def dbt_manifest_path(build_db: Path) -> Path:
+    """dbt's manifest.json of the build that wrote `build_db` (dbt_env's DBT_TARGET_PATH): the
+    documentation the release codebook is read from."""
+    return Path(build_db).parent / "dbt_target" / "manifest.json"
+
+
 def dbt_env(
     where: Paths,
     build_db: Path,

@@ -6,24 +6,21 @@ import argparse
 import json
 import os
 import sys
+import textwrap
 import time
 from datetime import UTC, date, datetime
+from pathlib import Path
 
 from ingestion.config_errors import ConfigError
 from ingestion.disk_space import DiskFullError
 from ingestion.pseudonyms import MissingKeyError
 from ingestion.settings import paths
 from warehouse.airflow_runner import NightlyBusyError
+from warehouse.cli_environment import epilog
+from warehouse.export_formats import EXPORT_FORMATS
 from warehouse.step_errors import GateFailedError
 
-ENVIRONMENT = """environment:
-  BORDIN_HOME               the data root (inbox, event log, builds, releases); default ./var
-  BORDIN_PSEUDONYM_KEY_FILE file holding the pseudonym key (or BORDIN_PSEUDONYM_KEY: the key);
-                            ingest and erase refuse to run without one
-  BORDIN_CONSORTIUM         the consortium file; default $BORDIN_HOME/consortium.yml
-
-exit status: 0 done; 1 the step failed (a failed gate, a failed nightly, a difference found);
-2 bad configuration, no key, a nightly already running, or a full disk"""
+DESCRIPTION_WIDTH = 88
 
 
 class _Help(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
@@ -35,9 +32,16 @@ class _Help(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpF
         return super()._get_help_string(action)
 
 
-def _command(sub: argparse._SubParsersAction, name: str, help: str) -> argparse.ArgumentParser:
+def _command(
+    sub: argparse._SubParsersAction, name: str, help: str, description: str | None = None
+) -> argparse.ArgumentParser:
+    """A subcommand: one line in `bordin -h`, its description and environment in its own -h."""
     return sub.add_parser(
-        name, help=help, description=help, epilog=ENVIRONMENT, formatter_class=_Help
+        name,
+        help=help,
+        description=textwrap.fill(description or help, DESCRIPTION_WIDTH),
+        epilog=epilog(name),
+        formatter_class=_Help,
     )
 
 
@@ -163,6 +167,23 @@ def cmd_erase(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from warehouse.exports import ExportError, export_release
+
+    try:
+        result = export_release(args.format, args.release, args.out)
+    except (ExportError, FileNotFoundError) as exc:
+        print(f"bordin export: {exc}", file=sys.stderr)
+        return 1
+    for name, rows in result.files:
+        print(f"{result.folder / name}" + ("" if rows is None else f"  ({rows} rows)"))
+    for mart, renamed in sorted(result.renamed.items()):
+        for column, short in renamed.items():
+            print(f"{mart}: column {column} is named {short} (name length limit)")
+    print(f"release {result.release_id}: {len(result.files)} files in {result.folder}")
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from warehouse.demo import run_demo
 
@@ -171,10 +192,17 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="bordin", description=__doc__, epilog=ENVIRONMENT, formatter_class=_Help
+        prog="bordin", description=__doc__, epilog=epilog(), formatter_class=_Help
     )
-    sub = parser.add_subparsers(dest="command", required=True)
-    demo = _command(sub, "demo", help="write a synthetic consortium and run the nightly DAG")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    demo = _command(
+        sub,
+        "demo",
+        help="write a synthetic consortium and run the nightly DAG",
+        description="Write a synthetic four-site consortium (one site per export format) into "
+        "$BORDIN_HOME, with its own pseudonym key unless one is set, and run the nightly DAG "
+        "on it; prints per-site and pooled r and the release it published.",
+    )
     demo.add_argument("--seed", type=int, default=20261120, help="random seed of the data")
     demo.add_argument(
         "--clients",
@@ -190,15 +218,26 @@ def build_parser() -> argparse.ArgumentParser:
         ("release", cmd_release, "publish the gated build as a release"),
     ):
         p = _command(sub, name, helptext)
-        p.add_argument("--date", default=_today_utc(), help="logical date (YYYY-MM-DD)")
+        p.add_argument(
+            "--date",
+            default=_today_utc(),
+            metavar="YYYY-MM-DD",
+            help="the run's logical date; today in UTC when omitted",
+        )
         p.set_defaults(func=func)
         if name == "ingest":
             p.add_argument(
-                "--site", action="append", help="site id (repeatable); every site when omitted"
+                "--site",
+                action="append",
+                metavar="SITE",
+                help="site id (repeatable); every site when omitted",
             )
     build = _command(sub, "build", help="run dbt over the event log into the build warehouse")
     build.add_argument(
-        "--threads", type=int, default=None, help="dbt threads (default: every core)"
+        "--threads",
+        type=int,
+        default=None,
+        help="dbt threads (default: $BORDIN_DBT_THREADS, else every core)",
     )
     build.add_argument(
         "--force",
@@ -211,7 +250,10 @@ def build_parser() -> argparse.ArgumentParser:
     rebuild = _command(sub, "rebuild", help="rebuild a release and verify its content hashes")
     rebuild.add_argument("release_id", help="the release folder's name under releases/")
     rebuild.add_argument(
-        "--threads", type=int, default=None, help="dbt threads (default: every core)"
+        "--threads",
+        type=int,
+        default=None,
+        help="dbt threads (default: $BORDIN_DBT_THREADS, else every core)",
     )
     rebuild.set_defaults(func=cmd_rebuild)
     verify = _command(
@@ -220,25 +262,69 @@ def build_parser() -> argparse.ArgumentParser:
         help="check every file of a release against its manifest, and the manifest against "
         "the release ledger (exit 0 only when nothing differs)",
     )
-    verify.add_argument("release", nargs="?", default="latest", help="release id")
+    verify.add_argument(
+        "release", nargs="?", default="latest", help="release id under $BORDIN_HOME/releases"
+    )
     verify.set_defaults(func=cmd_verify)
     diff = _command(sub, "diff", help="rows added, removed and changed per mart between releases")
-    diff.add_argument("release_a")
-    diff.add_argument("release_b")
+    diff.add_argument("release_a", help="the earlier release id")
+    diff.add_argument("release_b", help="the later release id")
     diff.set_defaults(func=cmd_diff)
     history = _command(sub, "history", help="every version of a client's administrations")
-    history.add_argument("--site", required=True)
+    history.add_argument("--site", required=True, help="the site id, as in consortium.yml")
     history.add_argument("--client", required=True, help="the site's client code")
-    history.add_argument("--session", type=int)
-    history.add_argument("--instrument")
+    history.add_argument(
+        "--session", type=int, help="only this session number (default: every session)"
+    )
+    history.add_argument(
+        "--instrument", help="only this instrument id, e.g. phq9 (default: every instrument)"
+    )
     history.set_defaults(func=cmd_history)
     erase = _command(sub, "erase", help="erase a client's data from the store, with a record")
-    erase.add_argument("--site", required=True)
+    erase.add_argument("--site", required=True, help="the site id, as in consortium.yml")
     erase.add_argument("--client", required=True, help="the site's client code")
-    erase.add_argument("--reason", required=True)
+    erase.add_argument(
+        "--reason", required=True, help="why, kept in the erasure record (e.g. the request id)"
+    )
     erase.add_argument("--operator", required=True, help="who performs the erasure")
-    erase.add_argument("--date", default=_today_utc(), help="date of the erasure record")
+    erase.add_argument(
+        "--date",
+        default=_today_utc(),
+        metavar="YYYY-MM-DD",
+        help="date of the erasure record; today in UTC when omitted",
+    )
     erase.set_defaults(func=cmd_erase)
+    export = _command(
+        sub,
+        "export",
+        help="write every mart of a release as SPSS, Stata or CSV files with labels",
+        description="Write every mart of a release as one file per mart, with the release's "
+        "codebook.csv and codebook.html beside them. sav and dta carry variable labels (the "
+        "column descriptions) and value labels (categories coded 1..k, booleans 0/1); csv "
+        "holds the values as released, with text that a spreadsheet would run as a formula "
+        "prefixed by a single quote. Only a release that verifies is exported; the same "
+        "release always gives the same bytes.",
+    )
+    export.add_argument(
+        "--format",
+        required=True,
+        choices=sorted(EXPORT_FORMATS),
+        help="; ".join(f"{name}: {what}" for name, what in EXPORT_FORMATS.items()),
+    )
+    export.add_argument(
+        "--release",
+        default="latest",
+        metavar="RELEASE_ID",
+        help="release id under $BORDIN_HOME/releases",
+    )
+    export.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="output folder (default: $BORDIN_HOME/exports/<release_id>/<format>)",
+    )
+    export.set_defaults(func=cmd_export)
     return parser
 
 

@@ -41,6 +41,7 @@ import pyreadstat
 import yaml
 
 from ingestion.registry import Instrument, Registry, default_registry
+from warehouse.file_stamps import stamp_sav
 
 TRUE_R: float = 0.28
 """Population Pearson r between early primary alliance and primary outcome improvement, in the
@@ -782,22 +783,7 @@ def _write_sav(
         missing_ranges=missing,
         variable_format={"SessDate": "DATE11"},
     )
-    _stamp_sav(target, logical_date)
-
-
-# The .sav header: "$FL2", product name (60), layout, case size, compression, weight index,
-# case count (4 each), bias (8), then the creation date (9, "dd mmm yy") and time (8).
-_SAV_STAMP_OFFSET = 4 + 60 + 4 * 5 + 8
-_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
-
-
-def _stamp_sav(target: Path, when: datetime.date) -> None:
-    raw = bytearray(target.read_bytes())
-    assert raw[:4] == b"$FL2", target
-    month = _MONTHS[when.month - 1]  # SPSS's English abbreviations, whatever the locale
-    stamp = f"{when.day:02d} {month} {when.year % 100:02d}00:00:00".encode("ascii")
-    raw[_SAV_STAMP_OFFSET : _SAV_STAMP_OFFSET + len(stamp)] = stamp
-    target.write_bytes(bytes(raw))
+    stamp_sav(target, logical_date)
 
 
 def _delivered_on(inbox: Path, logical_date: datetime.date) -> None:

@@ -3,7 +3,8 @@
 The rebuild reads the event log (and the quarantine and intake tables) at the versions the
 manifest records, scores with the registry and consortium file the release carries (`rules/`;
 the consortium file also decides whether fct_session_calendar is built), builds in a scratch
-folder (never touching the nightly build) and exports the marts the same way publishing does.
+folder (never touching the nightly build) and exports the marts and the codebook the same way
+publishing does; every Parquet file and both codebook files must come out byte for byte.
 It also verifies the release folder on disk (warehouse/verify.py): a rebuild that matches the
 manifest proves nothing about a file overwritten after publishing, so any difference between the
 files on disk, the manifest and the release ledger means "not reproduced".
@@ -17,7 +18,7 @@ from dataclasses import dataclass, field
 
 from ingestion.settings import Paths, paths
 from warehouse.build import BuildError, Rules, build
-from warehouse.release import export_marts
+from warehouse.release import export_marts, reproducible, reproducible_hashes
 from warehouse.verify import Problem, verify_release
 
 
@@ -77,12 +78,12 @@ def rebuild(
         )
     except BuildError as exc:
         return RebuildReport(release_id, version, [], _explain(str(exc)), disk)
-    files = export_marts(where.resolve(result.build_db), scratch / "release")
-    rebuilt = {f["path"]: f["sha256"] for f in files if f["path"].endswith(".parquet")}
+    files = export_marts(where.resolve(result.build_db), scratch / "release", rules.registry_dir)
+    rebuilt = reproducible_hashes(files)
     checks = [
         FileCheck(f["path"], f["sha256"], rebuilt.get(f["path"]))
         for f in manifest["files"]
-        if f["path"].endswith(".parquet")
+        if reproducible(f["path"])
     ]
     checks += [FileCheck(p, "", h) for p, h in rebuilt.items() if p not in {c.path for c in checks}]
     return RebuildReport(release_id, version, sorted(checks, key=lambda c: c.path), None, disk)

@@ -34,7 +34,18 @@ import pyarrow.parquet as pq
 from ingestion.crash_points import crash_point
 from ingestion.disk_space import named_when_full, tree_bytes
 from ingestion.hashing import sha256_file
+from ingestion.registry import load_registry
 from ingestion.settings import REPO_ROOT, Paths, paths
+from warehouse.build import dbt_manifest_path
+from warehouse.codebook import (
+    DESCRIPTION_KEY,
+    Codebook,
+    build_codebook,
+    comment_statements,
+    field_metadata,
+    read_dbt_manifest,
+)
+from warehouse.codebook_files import CSV_NAME, HTML_NAME, write_codebook_csv, write_codebook_html
 from warehouse.report import render_report
 from warehouse.verify import read_ledger, record_release, verify_release
 
@@ -94,22 +105,34 @@ def mart_names(con: duckdb.DuckDBPyConnection) -> list[str]:
     return [r[0] for r in rows]
 
 
-def _sorted_select(con: duckdb.DuckDBPyConnection, table: str) -> str:
+def _columns(con: duckdb.DuckDBPyConnection, table: str) -> list[tuple[str, str]]:
+    """(name, DuckDB type) of a mart's columns, in table order."""
+    return con.execute(
+        "SELECT column_name, data_type FROM information_schema.columns "
+        "WHERE table_schema = ? AND table_name = ? ORDER BY ordinal_position",
+        [MARTS_SCHEMA, table],
+    ).fetchall()
+
+
+def _sorted_select(table: str, columns: list[tuple[str, str]]) -> str:
     """A total order over every column, so file bytes do not depend on thread scheduling."""
-    columns = [
-        r[0]
-        for r in con.execute(
-            "SELECT column_name FROM information_schema.columns "
-            "WHERE table_schema = ? AND table_name = ? ORDER BY ordinal_position",
-            [MARTS_SCHEMA, table],
-        ).fetchall()
-    ]
-    order = ", ".join(f'"{c}" NULLS FIRST' for c in columns)
+    order = ", ".join(f'"{c}" NULLS FIRST' for c, _ in columns)
     return f'SELECT * FROM {MARTS_SCHEMA}."{table}" ORDER BY {order}'
 
 
-def export_marts(build_db: Path, folder: Path) -> list[dict]:
-    """One Parquet file per mart plus a standalone marts.duckdb, all from one read-only view."""
+def _documented(table: pa.Table, codebook: Codebook, name: str) -> pa.Table:
+    """The mart with its codebook entry as Arrow metadata: a description per field (and its
+    allowed values), the table's description on the schema."""
+    doc = codebook.table(name)
+    fields = [f.with_metadata(field_metadata(doc.column(f.name))) for f in table.schema]
+    schema = pa.schema(fields, metadata={DESCRIPTION_KEY: doc.description.encode("utf-8")})
+    return pa.Table.from_arrays(table.columns, schema=schema)
+
+
+def export_marts(build_db: Path, folder: Path, registry_dir: Path) -> list[dict]:
+    """One Parquet file per mart, a standalone marts.duckdb and the codebook, all from one
+    read-only view of the build; descriptions come from the build's dbt manifest and the
+    registry it scored with (`registry_dir`)."""
     files: list[dict] = []
     parquet_dir = folder / "parquet"
     parquet_dir.mkdir(parents=True)
@@ -119,8 +142,13 @@ def export_marts(build_db: Path, folder: Path) -> list[dict]:
         names = mart_names(con)
         if not names:
             raise RuntimeError(f"{build_db} has no tables in schema {MARTS_SCHEMA}")
+        columns = {name: _columns(con, name) for name in names}
+        codebook = build_codebook(
+            read_dbt_manifest(dbt_manifest_path(build_db)), columns, load_registry(registry_dir)
+        )
         for name in names:
-            table = con.execute(_sorted_select(con, name)).fetch_arrow_table()
+            table = con.execute(_sorted_select(name, columns[name])).fetch_arrow_table()
+            table = _documented(table, codebook, name)
             target = parquet_dir / f"{name}.parquet"
             pq.write_table(table, target, **PARQUET_OPTIONS)
             files.append(
@@ -142,6 +170,8 @@ def export_marts(build_db: Path, folder: Path) -> list[dict]:
                 f'CREATE TABLE main."{entry["mart"]}" AS '
                 f"SELECT * FROM read_parquet('{folder / entry['path']}')"
             )
+            for statement in comment_statements(codebook.table(entry["mart"])):
+                out.execute(statement)
         out.execute("CHECKPOINT")
     finally:
         out.close()
@@ -153,6 +183,11 @@ def export_marts(build_db: Path, folder: Path) -> list[dict]:
             "tables": [e["mart"] for e in files],
         }
     )
+    for written in (
+        write_codebook_csv(codebook, folder / CSV_NAME),
+        write_codebook_html(codebook, folder / HTML_NAME),
+    ):
+        files.append({"path": written.name, "rows": None, "sha256": sha256_file(written)})
     return files
 
 
@@ -200,11 +235,17 @@ def copy_rules(build_info: dict, folder: Path, where: Paths) -> list[dict]:
     return files
 
 
+def reproducible(path: str) -> bool:
+    """A release file a rebuild reproduces byte for byte: the Parquet files and the codebook
+    (DuckDB files embed no stable bytes; rules/ are copies of the inputs)."""
+    return path.endswith(".parquet") or path in (CSV_NAME, HTML_NAME)
+
+
 def content_sha256(files: list[dict]) -> str:
-    """Identity of the release's data: the Parquet hashes (DuckDB files embed no stable bytes)."""
+    """Identity of the release's content: the hashes of its reproducible files."""
     digest = hashlib.sha256()
     for entry in sorted(files, key=lambda e: e["path"]):
-        if entry["path"].endswith(".parquet"):
+        if reproducible(entry["path"]):
             digest.update(f"{entry['path']}\0{entry['sha256']}\n".encode())
     return digest.hexdigest()
 
@@ -255,24 +296,25 @@ def _remove_tree(folder: Path) -> None:
     shutil.rmtree(folder, ignore_errors=True)
 
 
-def _parquet(files: list[dict]) -> dict[str, str]:
-    return {f["path"]: f["sha256"] for f in files if f["path"].endswith(".parquet")}
+def reproducible_hashes(files: list[dict]) -> dict[str, str]:
+    return {f["path"]: f["sha256"] for f in files if reproducible(f["path"])}
 
 
 def _record_existing(where: Paths, final: Path, content: str, files: list[dict]) -> None:
     """Ledger line for a release folder a crashed publish renamed but did not record.
 
     Recorded only when the folder matches its own manifest and that manifest lists exactly the
-    Parquet hashes this publish has just recomputed from the same build."""
+    Parquet and codebook hashes this publish has just recomputed from the same build."""
     report = verify_release(final.name, where)
     if any(p.kind != "not in ledger" for p in report.problems):
         found = "; ".join(f"{p.path}: {p.kind}" for p in report.problems)
         raise UnrecordedReleaseError(f"release {final.name} is not in the ledger and {found}")
     manifest = json.loads((final / "manifest.json").read_text(encoding="utf-8"))
-    if manifest.get("content_sha256") != content or _parquet(manifest["files"]) != _parquet(files):
+    recorded = reproducible_hashes(manifest["files"])
+    if manifest.get("content_sha256") != content or recorded != reproducible_hashes(files):
         raise UnrecordedReleaseError(
-            f"release {final.name} is not in the ledger and its Parquet hashes differ from "
-            "the ones this build produces: not recording it"
+            f"release {final.name} is not in the ledger and its Parquet and codebook hashes "
+            "differ from the ones this build produces: not recording it"
         )
     record_release(where, final.name, manifest["logical_date"], final / "manifest.json")
 
@@ -305,7 +347,11 @@ def _publish(
     staging = where.releases / f".staging-{os.getpid()}"
     staging.mkdir()
     try:
-        files = export_marts(where.resolve(build_info["build_db"]), staging)
+        files = export_marts(
+            where.resolve(build_info["build_db"]),
+            staging,
+            where.resolve(build_info["registry_dir"]),
+        )
         allowed = bool(build_info["dbt_vars"].get("release_calendar_dates", False))
         check_calendar_dates(staging, files, allowed)
         content = content_sha256(files)
