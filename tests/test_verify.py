@@ -226,3 +226,46 @@ def test_missing_release_and_torn_ledger_line(home: Path) -> None:
     missing = run_bordin("verify", "2026-01-01_v9_deadbeef")
     assert missing.returncode == 1 and "no release" in missing.stdout + missing.stderr
     assert folder.is_dir()
+
+
+# --------------------------------------------------------------------------- older formats
+
+
+def test_format_problem_names_every_change_since_the_release_and_its_code() -> None:
+    from warehouse.release_format import CHANGES, RELEASE_FORMAT, format_problem
+
+    assert format_problem({"release_format": RELEASE_FORMAT}) is None
+    old = format_problem({"code_version": "abc123"})  # no release_format: written in format 1
+    assert old is not None
+    assert f"published in release format 1; this Bordin writes format {RELEASE_FORMAT}" in old
+    for n in range(2, RELEASE_FORMAT + 1):
+        assert f"format {n}: {CHANGES[n]}" in old
+    assert "(abc123)" in old
+    newer = format_problem({"release_format": RELEASE_FORMAT + 1, "code_version": "fff"})
+    assert newer is not None and "newer than this Bordin's" in newer and "(fff)" in newer
+
+
+@pytest.mark.slow
+def test_rebuild_of_a_release_in_an_older_format_says_why_instead_of_mismatching(
+    tiny_built: Path,
+) -> None:
+    """Issue 10/13: a release published before the codebook cannot come out byte for byte from
+    today's code; the rebuild must say so and name the code to check out, not list mismatches."""
+    from warehouse.rebuild import rebuild
+
+    folder = _publish(tiny_built)
+    manifest_path = folder / "manifest.json"
+    manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    assert manifest["release_format"] == 2
+    del manifest["release_format"]
+    manifest_path.chmod(0o644)
+    manifest_path.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    report = rebuild(folder.name)
+    assert not report.reproduced
+    assert report.checks == []
+    assert report.problem is not None
+    assert "published in release format 1" in report.problem
+    assert manifest["code_version"] in report.problem
+    out = run_bordin("rebuild", folder.name)
+    assert out.returncode == 1
+    assert "cannot rebuild" in out.stdout and "release format 1" in out.stdout

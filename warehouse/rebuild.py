@@ -5,6 +5,8 @@ manifest records, scores with the registry and consortium file the release carri
 the consortium file also decides whether fct_session_calendar is built), builds in a scratch
 folder (never touching the nightly build) and exports the marts and the codebook the same way
 publishing does; every Parquet file and both codebook files must come out byte for byte.
+A release written in another release format (warehouse/release_format.py) is not rebuilt: the
+report says which format changes stand between it and this code, and which code to check out.
 It also verifies the release folder on disk (warehouse/verify.py): a rebuild that matches the
 manifest proves nothing about a file overwritten after publishing, so any difference between the
 files on disk, the manifest and the release ledger means "not reproduced".
@@ -19,6 +21,7 @@ from dataclasses import dataclass, field
 from ingestion.settings import Paths, paths
 from warehouse.build import BuildError, Rules, build
 from warehouse.release import export_marts, reproducible, reproducible_hashes
+from warehouse.release_format import format_problem
 from warehouse.verify import Problem, verify_release
 
 
@@ -62,6 +65,9 @@ def rebuild(
     disk = verify_release(release_id, where).problems
     manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
     version = int(manifest["event_log_version"])
+    too_old = format_problem(manifest)
+    if too_old:
+        return RebuildReport(release_id, version, [], too_old, disk)
     scratch = where.home / "scratch" / f"rebuild-{release_id}"
     shutil.rmtree(scratch, ignore_errors=True)
     scratch.mkdir(parents=True)

@@ -46,6 +46,7 @@ from warehouse.codebook import (
     read_dbt_manifest,
 )
 from warehouse.codebook_files import CSV_NAME, HTML_NAME, write_codebook_csv, write_codebook_html
+from warehouse.release_format import RELEASE_FORMAT
 from warehouse.report import render_report
 from warehouse.verify import read_ledger, record_release, verify_release
 
@@ -372,6 +373,7 @@ def _publish(
             "quarantine_version": build_info.get("quarantine_version"),
             "intake_version": build_info.get("intake_version"),
             "code_version": code_version(),
+            "release_format": RELEASE_FORMAT,
             "content_sha256": content,
             "registry_sha256": build_info["registry_sha256"],
             "consortium_sha256": build_info["consortium_sha256"],
