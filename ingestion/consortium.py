@@ -528,7 +528,9 @@ def _parse_qualtrics(
     forms: list[FormMap],
     registry: Registry,
 ) -> QualtricsOptions:
-    doc = _mapping(doc, file, f"{where}qualtrics", "import_ids, unfinished, min_progress")
+    doc = _mapping(
+        doc, file, f"{where}qualtrics", "import_ids, unfinished, final_when, min_progress"
+    )
     qwhere = f"{where}qualtrics."
     _known_keys(doc, QUALTRICS_KEYS, file, qwhere)
     ids = doc.get("import_ids")

@@ -167,3 +167,39 @@ def test_marts_carry_the_long_csv_ending_into_dropout(fbs: Path) -> None:
     assert {pid: tuple(rest) for pid, *rest in rows} == {
         _pid(code): values for code, values in EPISODES.items()
     }
+
+
+def test_spss_numeric_ending_codes_are_read_as_their_number(home: Path) -> None:
+    """An SPSS export codes the ending as numbers (1 planned, 2 unplanned, 3 open): the reader
+    renders 3.0 as "3", so the site lists the codes as text. Cases from tests/test_readers_spss
+    (C1 session 1 and 2, all valid) plus C4 (a copy of C1's first case, session 1)."""
+    from tests.test_readers_spss import SITE, _cases, write_sav
+
+    site = {**SITE, "ending": {"column": "EndStatus", "planned": ["1"], "unplanned": ["2"],
+                               "open": ["3"]}}  # fmt: skip
+    (home / "consortium.yml").write_text(
+        yaml.safe_dump({"consortium_id": "spss_ending", "sites": [site]})
+    )
+    first, second = _cases()[:2]
+    cases = [
+        {**first, "EndStatus": 3.0},
+        {**second, "EndStatus": 1.0},
+        {**first, "ClientID": "C4", "EndStatus": 2.0},
+    ]
+    write_sav(home / "inbox" / "spss" / "export.sav", cases)
+    (outcome,) = ingest_site("spss", DATE).files
+    assert (outcome.offered, outcome.accepted, outcome.quarantined) == (6, 6, 0)
+    events = delta_store.read(Paths(home).event_log, EVENT_SCHEMA).to_pylist()
+    key = PseudonymKey(TEST_KEY.encode())
+    got = {
+        (e["client_pid"], e["session_number"], e["instrument"]): e["ending_type"] for e in events
+    }
+    assert got == {
+        (key.pseudonym("spss", "client", code), session, instrument): ending
+        for code, session, ending in (
+            ("C1", 1, "open"),
+            ("C1", 2, "planned"),
+            ("C4", 1, "unplanned"),
+        )
+        for instrument in ("wai_sr", "phq9")
+    }
