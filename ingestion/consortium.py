@@ -17,6 +17,7 @@ import yaml
 from ingestion.arrival import ArrivalOptions
 from ingestion.config_errors import ConfigError
 from ingestion.deliveries import glob_problem
+from ingestion.delivery_date import DeliveryDateOptions, format_problem
 from ingestion.registry import Instrument, Registry, default_registry
 
 SITE_ID = re.compile(r"^[a-z][a-z0-9_]{1,31}$")
@@ -59,6 +60,7 @@ SITE_KEYS = (
     "primary_outcome",
     "delivery",
     "max_retraction_fraction",
+    "delivery_date",
     "arrival",
     "withdrawals",
     "ending",
@@ -71,7 +73,18 @@ SITE_KEYS = (
     "zip",
 )
 FORM_KEYS = ("instrument", "rater_role", "item_column_template")
-QUALTRICS_KEYS = ("import_ids", "unfinished", "min_progress", "encoding", "drop_columns")
+QUALTRICS_KEYS = (
+    "import_ids",
+    "unfinished",
+    "final_when",
+    "min_progress",
+    "encoding",
+    "drop_columns",
+)
+# Which responses are final (Finished is Qualtrics' 1/0 flag, Progress its percentage):
+# Finished = 1 alone; Finished = 1 AND Progress >= min_progress (default 100); Finished = 1 OR
+# Progress >= min_progress (loosens; min_progress required).
+FINAL_WHEN = ("finished", "finished_and_progress", "finished_or_progress")
 REDCAP_KEYS = ("status_columns", "accept_unverified", "data_dictionary_glob")
 LONG_CSV_KEYS = (
     "measure_column",
@@ -84,10 +97,13 @@ LONG_CSV_KEYS = (
 )
 ZIP_KEYS = ("format", "member_glob", "max_members", "max_total_bytes")
 WITHDRAWAL_KEYS = ("file_glob", "client_code_column", "reason_column", "column", "values")
-ENDING_KEYS = ("column", "planned", "unplanned")
+ENDING_KEYS = ("column", "planned", "unplanned", "open")
+# The ending types a site's codes map to, in the order the lists are read.
+ENDING_TYPES = ("planned", "unplanned", "open")
 RELEASE_KEYS = ("calendar_dates",)
 SPSS_KEYS = ("event_from_labels",)
 ARRIVAL_KEYS = ("quiet_period_seconds", "completion_marker", "final_newline")
+DELIVERY_DATE_KEYS = ("pattern", "format")
 
 
 @dataclass(frozen=True)
@@ -116,23 +132,26 @@ class WithdrawalFiles:
 
 @dataclass(frozen=True)
 class EndingOptions:
-    """How a REDCap export says how an episode ended: a column whose value is one of the site's
-    planned or unplanned codes (compared case-insensitively after stripping; stored lowered).
-    A blank cell, or a value in neither list, means the ending is not known from that row."""
+    """How an export says how a client's episode ended, in any format: a column whose value is
+    one of the site's planned, unplanned or open codes (compared case-insensitively after
+    stripping; stored lowered). Open means the episode is still running: not a dropout, not a
+    completer. A blank cell, or a value in no list, means the ending is not known from that row."""
 
     column: str
     planned: tuple[str, ...]
     unplanned: tuple[str, ...]
+    open: tuple[str, ...] = ()
+
+    def codes(self) -> dict[str, tuple[str, ...]]:
+        """Ending type -> the site's codes for it (ENDING_TYPES order)."""
+        return {"planned": self.planned, "unplanned": self.unplanned, "open": self.open}
 
     def classify(self, value: str | None) -> str | None:
-        """'planned', 'unplanned', or None (blank or not one of the site's codes)."""
+        """'planned', 'unplanned', 'open', or None (blank or not one of the site's codes)."""
         text = (value or "").strip().lower()
-        if not text:
-            return None
-        if text in self.planned:
-            return "planned"
-        if text in self.unplanned:
-            return "unplanned"
+        for ending_type, codes in self.codes().items():
+            if text and text in codes:
+                return ending_type
         return None
 
 
@@ -157,11 +176,22 @@ class QualtricsOptions:
 
     # ImportId (e.g. QID5_1) -> the column name the rest of the site's config uses.
     import_ids: dict[str, str]
-    # A response that is not Finished: quarantined with a reason, or skipped and counted as
+    # A response that is not final: quarantined with a reason, or skipped and counted as
     # not administered.
     unfinished: str = "quarantine"
-    # When set, a response with Progress >= this counts even if not Finished.
+    # What makes a response final (FINAL_WHEN); min_progress is the Progress bound the two
+    # progress rules use (None under `finished`).
+    final_when: str = "finished"
     min_progress: float | None = None
+
+    def final_rule(self) -> str:
+        """The rule in words, for quarantine messages and documentation."""
+        if self.final_when == "finished_and_progress":
+            return f"Finished = 1 and Progress >= {self.min_progress:g} %"
+        if self.final_when == "finished_or_progress":
+            return f"Finished = 1, or Progress >= {self.min_progress:g} %"
+        return "Finished = 1"
+
     encoding: str = "utf-8-sig"
     # Further columns (by header name or ImportId) dropped like the identifying metadata.
     drop_columns: tuple[str, ...] = ()
@@ -231,7 +261,7 @@ class SiteConfig:
     # quarantine record or an event. Readers pass on mapped columns only anyway; listing them
     # documents the export and makes it a config error to map one by mistake.
     identifier_columns: tuple[str, ...] = ()
-    # REDCap only: the column coding how the client's episode ended (planned / unplanned).
+    # The column coding how the client's episode ended (planned / unplanned / open).
     ending: EndingOptions | None = None
     spss: SpssOptions | None = None
     # Item cell text -> reason label (e.g. {"99": "refused"}): such a cell is a missing item
@@ -239,6 +269,9 @@ class SiteConfig:
     # Compared on the stripped text and, for numeric codes, on the number ("99.0" is 99).
     missing_codes: dict[str, str] = field(default_factory=dict)
     arrival: ArrivalOptions = field(default_factory=ArrivalOptions)
+    # How the delivery date is read from a file's name; the future-date check uses it (None:
+    # the night's logical date). See ingestion/delivery_date.py.
+    delivery_date: DeliveryDateOptions | None = None
 
     @property
     def data_dictionary_glob(self) -> str | None:
@@ -361,7 +394,7 @@ def _parse_site(doc: Any, file: Path, registry: Registry, index: int) -> SiteCon
     if not isinstance(fraction, int | float) or not 0 <= fraction <= 1:
         raise ConfigError(file, f"{where}max_retraction_fraction", "must be a number in 0..1")
     withdrawals = _parse_withdrawals(doc.get("withdrawals"), file, where, fmt)
-    ending = _parse_ending(doc.get("ending"), file, where, fmt)
+    ending = _parse_ending(doc.get("ending"), file, where)
     inner = fmt
     zip_options = None
     if fmt == "zip":
@@ -422,6 +455,7 @@ def _parse_site(doc: Any, file: Path, registry: Registry, index: int) -> SiteCon
         spss=spss,
         missing_codes=missing_codes,
         arrival=_parse_arrival(doc.get("arrival"), file, where),
+        delivery_date=_parse_delivery_date(doc.get("delivery_date"), file, where),
     )
 
 
@@ -494,7 +528,9 @@ def _parse_qualtrics(
     forms: list[FormMap],
     registry: Registry,
 ) -> QualtricsOptions:
-    doc = _mapping(doc, file, f"{where}qualtrics", "import_ids, unfinished, min_progress")
+    doc = _mapping(
+        doc, file, f"{where}qualtrics", "import_ids, unfinished, final_when, min_progress"
+    )
     qwhere = f"{where}qualtrics."
     _known_keys(doc, QUALTRICS_KEYS, file, qwhere)
     ids = doc.get("import_ids")
@@ -527,6 +563,20 @@ def _parse_qualtrics(
                 "identifying Qualtrics metadata is always dropped and cannot be mapped",
             )
     unfinished = _choice(doc, "unfinished", UNFINISHED_MODES, "quarantine", file, qwhere)
+    final_when, progress = _final_rule(doc, file, qwhere)
+    return QualtricsOptions(
+        import_ids={str(k): str(v) for k, v in ids.items()},
+        unfinished=unfinished,
+        final_when=final_when,
+        min_progress=progress,
+        encoding=_choice(doc, "encoding", ENCODINGS, "utf-8-sig", file, qwhere),
+        drop_columns=_names(doc, "drop_columns", file, qwhere),
+    )
+
+
+def _final_rule(doc: dict[str, Any], file: Path, qwhere: str) -> tuple[str, float | None]:
+    """(`final_when`, `min_progress`). `min_progress` alone keeps its old meaning (Finished OR
+    Progress >= it); a bound the chosen rule would not read is an error, not ignored."""
     progress = doc.get("min_progress")
     if progress is not None and (
         isinstance(progress, bool)
@@ -534,13 +584,33 @@ def _parse_qualtrics(
         or not 0 < progress <= 100
     ):
         raise ConfigError(file, f"{qwhere}min_progress", "must be a percentage in 1..100")
-    return QualtricsOptions(
-        import_ids={str(k): str(v) for k, v in ids.items()},
-        unfinished=unfinished,
-        min_progress=None if progress is None else float(progress),
-        encoding=_choice(doc, "encoding", ENCODINGS, "utf-8-sig", file, qwhere),
-        drop_columns=_names(doc, "drop_columns", file, qwhere),
-    )
+    default = "finished" if progress is None else "finished_or_progress"
+    final_when = doc.get("final_when", default)
+    if final_when not in FINAL_WHEN:
+        nearest = difflib.get_close_matches(str(final_when), FINAL_WHEN, n=1, cutoff=0.6)
+        hint = f"did you mean `{nearest[0]}`? " if nearest else ""
+        raise ConfigError(
+            file,
+            f"{qwhere}final_when",
+            f"{final_when!r} is not a rule; {hint}(one of: {', '.join(FINAL_WHEN)})",
+        )
+    if final_when == "finished" and progress is not None:
+        raise ConfigError(
+            file,
+            f"{qwhere}min_progress",
+            "is not read when final_when is finished; use finished_and_progress (require "
+            "both) or finished_or_progress (either), or remove it",
+        )
+    if final_when == "finished_or_progress" and progress is None:
+        raise ConfigError(
+            file,
+            f"{qwhere}min_progress",
+            "is required when final_when is finished_or_progress (the Progress that counts "
+            "without Finished)",
+        )
+    if final_when == "finished_and_progress" and progress is None:
+        progress = 100
+    return final_when, None if progress is None else float(progress)
 
 
 def _parse_redcap(doc: Any, file: Path, where: str, forms: list[FormMap]) -> RedcapOptions:
@@ -700,6 +770,36 @@ def _parse_arrival(doc: Any, file: Path, where: str) -> ArrivalOptions:
     return ArrivalOptions(quiet, marker, newline)
 
 
+def _parse_delivery_date(doc: Any, file: Path, where: str) -> DeliveryDateOptions | None:
+    """`delivery_date: {pattern, format}`: both required, checked here, not on the night."""
+    if doc is None:
+        return None
+    dwhere = f"{where}delivery_date."
+    if not isinstance(doc, dict):
+        raise ConfigError(
+            file,
+            f"{where}delivery_date",
+            "must be a mapping: pattern (a regex with a group named date), format (e.g. %Y%m%d)",
+        )
+    _known_keys(doc, DELIVERY_DATE_KEYS, file, dwhere)
+    text = _str(doc, "pattern", file, dwhere)
+    try:
+        pattern = re.compile(text)
+    except re.error as exc:
+        raise ConfigError(file, f"{dwhere}pattern", f"is not a regex: {exc}") from exc
+    if "date" not in pattern.groupindex:
+        raise ConfigError(
+            file,
+            f"{dwhere}pattern",
+            "must name the date's group (?P<date>...), e.g. '_(?P<date>\\d{8})\\.csv$'",
+        )
+    fmt = _str(doc, "format", file, dwhere)
+    problem = format_problem(fmt)
+    if problem:
+        raise ConfigError(file, f"{dwhere}format", problem)
+    return DeliveryDateOptions(pattern, fmt)
+
+
 def _parse_missing_codes(
     doc: Any, file: Path, where: str, forms: list[FormMap], registry: Registry
 ) -> dict[str, str]:
@@ -792,22 +892,26 @@ def _parse_withdrawals(doc: Any, file: Path, where: str, fmt: str) -> Withdrawal
     )
 
 
-def _parse_ending(doc: Any, file: Path, where: str, fmt: str) -> EndingOptions | None:
-    """`ending: {column, planned: [...], unplanned: [...]}`; REDCap exports only."""
+def _parse_ending(doc: Any, file: Path, where: str) -> EndingOptions | None:
+    """`ending: {column, planned: [...], unplanned: [...], open: [...]}`, in every format.
+
+    planned and unplanned are required (an ending column that cannot say dropout is no use to
+    the marts); open is optional. A code may sit in one list only."""
     if doc is None:
         return None
     if not isinstance(doc, dict):
-        raise ConfigError(file, f"{where}ending", "must be a mapping: column, planned, unplanned")
-    ewhere = f"{where}ending."
-    if fmt != "redcap_csv":
         raise ConfigError(
-            file, f"{where}ending", f"an ending column is read from REDCap exports only, not {fmt}"
+            file, f"{where}ending", "must be a mapping: column, planned, unplanned, open"
         )
+    ewhere = f"{where}ending."
     _known_keys(doc, ENDING_KEYS, file, ewhere)
     column = _str(doc, "column", file, ewhere)
     lists: dict[str, tuple[str, ...]] = {}
-    for key in ("planned", "unplanned"):
+    for key in ENDING_TYPES:
         values = doc.get(key)
+        if key == "open" and values is None:
+            lists[key] = ()
+            continue
         if (
             not isinstance(values, list)
             or not values
@@ -818,15 +922,17 @@ def _parse_ending(doc: Any, file: Path, where: str, fmt: str) -> EndingOptions |
                 f"{ewhere}{key}",
                 "must be a non-empty list of text values (the export's codes)",
             )
-        lists[key] = tuple(dict.fromkeys(v.strip().lower() for v in values))
-    overlap = sorted(set(lists["planned"]) & set(lists["unplanned"]))
-    if overlap:
-        raise ConfigError(
-            file,
-            f"{ewhere}unplanned",
-            f"also listed as planned: {overlap} (compared ignoring case)",
-        )
-    return EndingOptions(column=column, planned=lists["planned"], unplanned=lists["unplanned"])
+        codes = tuple(dict.fromkeys(v.strip().lower() for v in values))
+        for earlier, listed in lists.items():
+            overlap = sorted(set(codes) & set(listed))
+            if overlap:
+                raise ConfigError(
+                    file,
+                    f"{ewhere}{key}",
+                    f"also listed as {earlier}: {overlap} (compared ignoring case)",
+                )
+        lists[key] = codes
+    return EndingOptions(column=column, **lists)
 
 
 def _parse_release(doc: Any, file: Path) -> ReleaseOptions:

@@ -44,7 +44,8 @@ EVENT_SCHEMA = pa.schema(
         # null where the item was answered or blank. Absent from logs written before it.
         ("item_missing", pa.list_(pa.string())),
         # How the client's episode ended, as coded on this administration's row: 'planned',
-        # 'unplanned' or null (not delivered / not known). Absent from logs written before it.
+        # 'unplanned', 'open' (still running) or null (not delivered / not known). Absent from
+        # logs written before it.
         ("ending_type", pa.string()),
         ("supersedes_event_id", pa.string()),
         ("reason", pa.string()),

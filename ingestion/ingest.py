@@ -75,7 +75,8 @@ class FileOutcome:
     source_file: str
     sha256: str
     # ingested | rejected | already_ingested | duplicate_in_batch | waiting (still arriving:
-    # not read, nothing recorded, read on a later run; `detail` says why)
+    # not read, nothing recorded, read on a later run; `detail` says why). An ingested file's
+    # `detail` notes a delivery date its name did not give (ingestion/delivery_date.py).
     status: str
     kind: str = "export"  # export | withdrawals | data_dictionary
     rows_in: int = 0
@@ -342,6 +343,7 @@ def _ingest_export(
         retracted=done.retracted,
         unchanged=done.unchanged,
         withdrawn=done.withdrawn,
+        detail=done.note,
     )
     if outcome.offered != outcome.accepted + outcome.quarantined + outcome.not_administered:
         raise AssertionError(f"conservation broken for {path.name}: {outcome}")

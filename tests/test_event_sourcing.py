@@ -305,8 +305,8 @@ def test_log_written_before_ending_type_still_replays(home: Path) -> None:
         ({"ending": {"column": "x", "planned": ["A"], "unplanned": ["a "]}}, "also listed"),
         ({"ending": {**ENDING, "values": ["a"]}}, "not a known key"),
         (
-            {"ending": ENDING, "format": "long_csv", "long_csv": {}},
-            "REDCap exports only",
+            {"ending": {**ENDING, "open": ["dropped_out"]}},
+            "also listed as unplanned",
         ),
         (
             {"ending": ENDING, "identifier_columns": ["ending_status"]},

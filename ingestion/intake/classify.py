@@ -18,8 +18,9 @@ never out of range, scored like a blank, but its reason is kept (`item_missing`:
 item of the administration is coded). A questionnaire whose items are all blank or coded is not
 administered.
 
-An `ending` column gives each accepted administration its record's ending type ('planned',
-'unplanned' or NULL: blank and unknown values are ignored, never quarantined).
+An `ending` column (any format) gives each accepted administration its record's ending type
+('planned', 'unplanned', 'open' or NULL: blank and unknown values are ignored, never
+quarantined).
 """
 
 from __future__ import annotations
@@ -201,10 +202,15 @@ def _classify(
     )
     status_held = f"(form_status IS NOT NULL AND form_status NOT IN ({_in(counting)}))"
     ending = site.ending
+    ending_text = "lower(pystrip(coalesce(ending_raw, '')))"
     ending_type = (
-        f"CASE WHEN lower(pystrip(coalesce(ending_raw, ''))) IN ({_in(ending.planned)}) "
-        f"THEN 'planned' WHEN lower(pystrip(coalesce(ending_raw, ''))) IN "
-        f"({_in(ending.unplanned)}) THEN 'unplanned' END"
+        "CASE "
+        + " ".join(
+            f"WHEN {ending_text} IN ({_in(codes)}) THEN {quote(kind)}"
+            for kind, codes in ending.codes().items()
+            if codes
+        )
+        + " END"
         if ending is not None
         else "CAST(NULL AS VARCHAR)"
     )
@@ -335,8 +341,12 @@ def collect_issues(
     site: SiteConfig,
     registry: Registry,
     logical: date,
+    future_basis: str | None = None,
 ) -> None:
-    """Table `issues`: one row per reason, ordered by record, form and rule."""
+    """Table `issues`: one row per reason, ordered by record, form and rule.
+
+    `logical`: the latest session date allowed (the engine passes the file's delivery date
+    when its name gives one); `future_basis` names it in the message."""
     cols = site.columns
     forms = dict(enumerate(site.forms))
     instruments = {j: registry.get(f.instrument) for j, f in forms.items()}
@@ -388,8 +398,7 @@ def collect_issues(
             )
         )
     if site.qualtrics is not None:
-        min_progress = site.qualtrics.min_progress
-        unless = f" unless Progress >= {min_progress:g} %" if min_progress is not None else ""
+        rule_text = site.qualtrics.final_rule()
         parts.append(
             _issue(
                 f"{quarantined} AND problem.unfinished",
@@ -398,8 +407,9 @@ def collect_issues(
                 "response.unfinished",
                 rules.sql_message(
                     "response.unfinished",
+                    finished="coalesce(nullif(problem.finished_raw, ''), 'blank')",
                     progress="coalesce(problem.progress_raw, '?')",
-                    unless=quote(unless),
+                    rule=quote(rule_text),
                 ),
                 "problem.finished_raw",
                 1,
@@ -443,7 +453,8 @@ def collect_issues(
         ("problem.date_bad", "session_date", "row.session_date_format",
          {"date_format": quote(site.date_format)}, "date_raw", 4),
         ("problem.date_future", "session_date", "row.session_date_future",
-         {"logical_date": quote(logical.isoformat())}, "date_raw", 5),
+         {"bound": quote(future_basis or f"the night's logical date {logical.isoformat()}")},
+         "date_raw", 5),
     ]  # fmt: skip
     for flag, role, rule_id, fields, raw, rank in row_rules:
         parts.append(

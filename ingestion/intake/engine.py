@@ -23,6 +23,7 @@ import pyarrow as pa
 
 from ingestion import delta_store
 from ingestion.consortium import SiteConfig
+from ingestion.delivery_date import future_bound
 from ingestion.events import CONSENT_WITHDRAWN
 from ingestion.intake.changes import (
     export_withdrawals,
@@ -75,6 +76,8 @@ class FileResult:
     quarantine: pa.Table = field(default_factory=QUARANTINE_SCHEMA.empty_table)
     quarantine_file: tuple[str, int] | None = None
     event_file: str | None = None
+    # Why the delivery date in the file's name was not used (the logical date was instead).
+    note: str | None = None
 
     @property
     def quarantine_records(self) -> int:
@@ -126,7 +129,12 @@ class IntakeSite:
         source = open_source(con, path, site, self.registry, folder)
         if isinstance(source, Rejected):
             return self._rejected(source.issue, source.rows_in, path, sha, emitter)
-        source = classify(con, source, site, self.registry, logical)
+        # Future dates are checked against the delivery date in the file's name, if the site
+        # configures one, never later than the night's logical date.
+        bound = future_bound(site.delivery_date, path.name, logical)
+        if bound.note:
+            log.warning("site %s: %s: %s", site.site_id, path.name, bound.note)
+        source = classify(con, source, site, self.registry, bound.day)
         clock.lap("scan and classify")
         gaps = Gaps([], [])
         if source.text is not None:
@@ -145,7 +153,7 @@ class IntakeSite:
         if gaps.rejected:
             con.executemany("INSERT INTO rejected VALUES (?)", [(g,) for g in gaps.rejected])
         find_duplicates(con)
-        collect_issues(con, source, site, self.registry, logical)
+        collect_issues(con, source, site, self.registry, bound.day, future_basis=bound.basis)
         clock.lap("duplicates and issues")
         pseudonymize(con, site.site_id, self.key)
         withdrawn = 0
@@ -177,6 +185,7 @@ class IntakeSite:
             quarantined=offered - counts.get(ACCEPTED, 0) - counts.get(NOT_ADMINISTERED, 0),
             not_administered=counts.get(NOT_ADMINISTERED, 0),
             withdrawn=withdrawn,
+            note=bound.note,
         )
         if plan.rejected_message:
             # The whole file is held back under one record.

@@ -105,11 +105,13 @@ _RULES = [
          "session date is blank or not in the format {date_format}",
          "The session date is blank or not in the site's date format.", "row"),
     Rule("row.session_date_future", "date",
-         "session date is after the delivery's logical date {logical_date}",
-         "The session date lies after the night the file was ingested.", "row"),
+         "session date is after {bound}",
+         "The session date lies after the file's delivery date (from its name, when the site "
+         "configures delivery_date) or else the night it was ingested.", "row"),
     Rule("response.unfinished", "schema",
-         "response not finished (Progress {progress} %); only finished responses count{unless}",
-         "A Qualtrics response that was not finished.", "row"),
+         "response not finished (Finished {finished}, Progress {progress} %); only final "
+         "responses count: {rule}",
+         "A Qualtrics response that is not final under the site's rule (final_when).", "row"),
     Rule("form.not_complete", "schema",
          "{instrument} has form status {status} ({status_label}); only {counting} counts: mark "
          "the form complete in REDCap", "A REDCap form whose status is not Complete.", "row"),

@@ -302,6 +302,8 @@ def _qualtrics(con, path, site, registry, scratch) -> Source | Rejected:
     required = [site.columns[c] for c in ROLES]
     for form in site.forms:
         required += form.item_columns(registry.get(form.instrument).items)
+    if site.ending is not None:  # configured, so required: a missing one would blank dropout
+        required.append(site.ending.column)
     for optional in (site.ending.column if site.ending else None,
                      site.withdrawals.column if site.withdrawals else None):  # fmt: skip
         if optional and optional not in wanted and optional in names:
@@ -310,6 +312,8 @@ def _qualtrics(con, path, site, registry, scratch) -> Source | Rejected:
     missing = [c for c in required if c not in wanted]
     if finished_at is None:
         missing.append("Finished")
+    if progress_at is None and options.final_when != "finished":
+        missing.append(f"Progress (final_when: {options.final_when})")
     if missing:
         named = [f"{c} (ImportId {by_target[c]})" if c in by_target else c for c in missing]
         return _missing(
@@ -323,10 +327,12 @@ def _qualtrics(con, path, site, registry, scratch) -> Source | Rejected:
     finished = f"c{finished_at}"
     counts = f"lower(trim(coalesce({finished}, ''))) IN ('1', 'true')"
     progress = f"c{progress_at}" if progress_at is not None else None
-    if options.min_progress is not None and progress is not None:
-        counts += (
-            f" OR coalesce(TRY_CAST(trim({progress}) AS DOUBLE) >= {options.min_progress!r}, false)"
+    if options.final_when != "finished" and progress is not None:
+        reached = (
+            f"coalesce(TRY_CAST(trim({progress}) AS DOUBLE) >= {options.min_progress!r}, false)"
         )
+        joint = "AND" if options.final_when == "finished_and_progress" else "OR"
+        counts = f"({counts}) {joint} {reached}"
     cells = wide_cells(
         body,
         at,

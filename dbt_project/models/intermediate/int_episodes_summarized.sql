@@ -2,8 +2,11 @@
 -- a site. A session counts as attended when at least one administration was recorded for it
 -- (the log records questionnaires, not appointments). The episode's therapist is the one of
 -- its first session with a therapist. Its ending type is the one coded on the latest session
--- that has one ('planned' / 'unplanned', from sites that deliver an ending column); null when
--- no session has one, and then dropout_unplanned is null too (unknown, not false).
+-- that has one ('planned' / 'unplanned' / 'open', from sites that deliver an ending column, in
+-- any format); null when no session has one, and then dropout_unplanned is null too (unknown,
+-- not false). An open episode is still running: not an unplanned dropout (false), and whether
+-- it is a finished course, an early dropout or below the dose is not decided yet (null), so it
+-- counts as neither a completer nor a dropout.
 with sessions as (
     select
         site_id,
@@ -12,7 +15,8 @@ with sessions as (
         min(session_day) as session_day,
         -- One therapist per session; min() only makes the choice deterministic.
         min(therapist_pid) as therapist_pid,
-        -- One source row per session, so its administrations agree; max() is deterministic.
+        -- One source row per session, so its administrations agree; max() is deterministic
+        -- (and, should a long table's lines disagree, an ending wins over 'open').
         max(ending_type) as ending_type
     from {{ ref('int_administrations_scored') }}
     group by site_id, client_pid, session_number
@@ -45,8 +49,13 @@ select
     last_session,
     last_session_day,
     ending_type,
-    n_sessions_attended >= {{ var('finished_treatment_min_sessions') }} as finished_treatment,
-    n_sessions_attended < {{ var('finished_treatment_min_sessions') }} as dropout_early,
+    case when not is_open
+        then n_sessions_attended >= {{ var('finished_treatment_min_sessions') }}
+    end as finished_treatment,
+    case when not is_open
+        then n_sessions_attended < {{ var('finished_treatment_min_sessions') }}
+    end as dropout_early,
     ending_type = 'unplanned' as dropout_unplanned,
-    n_sessions_attended < {{ var('dropout_dose') }} as dropout_below_dose
-from episodes
+    case when not is_open then n_sessions_attended < {{ var('dropout_dose') }} end
+        as dropout_below_dose
+from (select *, coalesce(ending_type = 'open', false) as is_open from episodes)
