@@ -61,7 +61,9 @@ def carried(cells: str, site: SiteConfig) -> str:
             value = f"first_value({own}) {window}"
         parents.append(f"{value} AS carry_{cell}")
     replaced = ", ".join(
-        f"CASE WHEN {_blank(cell)} THEN carry_{cell} ELSE {cell} END AS {cell}" for cell in targets
+        f"CASE WHEN carry_{cell} IS NOT NULL AND {_blank(cell)} THEN carry_{cell} ELSE {cell} END "
+        f"AS {cell}"
+        for cell in targets
     )
     hidden = ", ".join(["carry_ord", *(f"carry_{cell}" for cell in targets)])
     return f"""
