@@ -606,7 +606,7 @@ def _identifier_columns(
     mapped = {str(v).lower(): f"columns.{k}" for k, v in columns.items()}
     for form in forms:
         for column in form.item_columns(registry.get(form.instrument).items):
-            mapped[column.lower()] = f"forms[{form.instrument}]"
+            mapped[column.lower()] = f"forms[{form.form_id}]"
     if qualtrics is not None:
         for import_id, target in qualtrics.import_ids.items():
             mapped[import_id.lower()] = f"qualtrics.import_ids.{import_id}"

@@ -185,7 +185,7 @@ CELLS = """
 def test_carry_down_from_the_parent_row(tmp_path: Path) -> None:
     site = _site(tmp_path, "{columns: [therapist_code], parent_column: rpt}")
     con = duckdb.connect()
-    rows = con.execute(f"SELECT n, therapist_raw FROM ({carried(CELLS, site)})").fetchall()
+    rows = con.execute(f"SELECT n, therapist_raw FROM ({carried(con, CELLS, site)})").fetchall()
     # A: parent row 1 (T1); B: parent row 5 comes after row 4 and still applies; C: no parent
     # row, nothing carried; own values (T7 on B's parent, T3, T2) always stay; D: its first
     # parent row is blank, the next parent row's T4 applies.
@@ -198,7 +198,7 @@ def test_carry_down_from_the_parent_row(tmp_path: Path) -> None:
 def test_carry_down_from_the_first_row(tmp_path: Path) -> None:
     site = _site(tmp_path, "{columns: [therapist_code], from: first_row}")
     con = duckdb.connect()
-    rows = con.execute(f"SELECT n, therapist_raw FROM ({carried(CELLS, site)})").fetchall()
+    rows = con.execute(f"SELECT n, therapist_raw FROM ({carried(con, CELLS, site)})").fetchall()
     # The value on each record's first row in file order: A T1, B blank (row 4), C T3, D blank.
     assert rows == [
         (1, "T1"), (2, "T1"), (3, "T1"), (4, None), (5, "T7"), (6, "T3"), (7, "T3"),
@@ -346,3 +346,28 @@ def test_bad_forms_and_carry_down_name_file_site_and_key(
     message = str(caught.value)
     assert str(tmp_path / "consortium.yml") in message
     assert key in message and problem in message, message
+
+
+def test_carry_down_on_a_file_read_by_one_thread(forms_home: Path) -> None:
+    """A quoted line break in an unmapped note plus a short line: the parallel reader gives
+    up and the file is read serially, carried values included; records keep their numbers."""
+    lines = (FORMS / "redcap_repeating_parent.csv").read_text().splitlines()
+    lines[0] += ",notes"
+    lines[1:] = [line + "," for line in lines[1:]]
+    lines[2] = lines[2][:-1] + ',"first line\nsecond line"'
+    lines.append("R2,session,3,,2026-10-16")  # record 8: cut short
+    inbox = forms_home / "inbox" / "rep_parent"
+    inbox.mkdir(parents=True)
+    (inbox / "export.csv").write_text("\n".join(lines) + "\n")
+    (outcome,) = ingest_site("rep_parent", DATE).files
+    assert outcome.rows_in == 7
+    assert counts(outcome) == (14, 8, 2, 4)
+    held = sorted((q["source_row"], q["instrument"], q["rule_id"]) for q in quarantine(forms_home))
+    assert held == [(8, "phq9", "row.field_count"), (8, "wai_sr", "row.field_count")]
+    r1, r2 = (_pid("rep_parent", "client", c) for c in ("R1", "R2"))
+    t1, t2, t9 = (_pid("rep_parent", "therapist", c) for c in ("T1", "T2", "T9"))
+    got = {key[:3]: therapist for key, (therapist, _) in _by_admin(forms_home).items()}
+    assert got == {
+        (r1, 1, "wai_sr"): t1, (r1, 1, "phq9"): t1, (r1, 2, "wai_sr"): t1, (r1, 2, "phq9"): t1,
+        (r2, 1, "wai_sr"): t9, (r2, 1, "phq9"): t9, (r2, 2, "wai_sr"): t2, (r2, 2, "phq9"): t2,
+    }  # fmt: skip

@@ -9,16 +9,18 @@ blank one takes the parent's: the first non-blank value among the record's paren
 (`from: parent_row`), or the value on the record's first row in the file (`from: first_row`).
 The parent row must be in the same export.
 
-The window partitions by record and the result is put back in file order (the engine numbers
-records by their position), both as DuckDB sorts that spill to disk under the intake memory
-limit, so a large export carries down in bounded memory. Sites without `carry_down` pay
-nothing: their relation is returned unchanged.
+The window runs over a narrow projection and its result is put back in file order (the engine
+numbers records by their position) as DuckDB sorts that spill to disk under the intake memory
+limit; the wide rows are paired with it by position, never sorted. So a large export carries
+down in bounded memory. Sites without `carry_down` pay nothing: their relation is unchanged.
 """
 
 from __future__ import annotations
 
+import duckdb
+
 from ingestion.consortium import SiteConfig
-from ingestion.intake.text_files import quote
+from ingestion.intake.text_files import PARALLEL, SERIAL, SERIAL_HINT, quote, reset_rejects
 
 SPACES = quote(" \t\n\r\x0b\x0c")
 
@@ -39,8 +41,16 @@ def _blank(expr: str) -> str:
     return f"trim(coalesce({expr}, ''), {SPACES}) = ''"
 
 
-def carried(cells: str, site: SiteConfig) -> str:
-    """`cells` with the site's carry-down columns filled from each record's parent row."""
+def carried(con: duckdb.DuckDBPyConnection, cells: str, site: SiteConfig) -> str:
+    """`cells` with the site's carry-down columns filled from each record's parent row.
+
+    Two steps keep memory bounded whatever the export's size. Table `carry_values` holds, in
+    file order, each canonical row's carried values: a window over a narrow projection (row
+    ordinal, client, parent and carried cells) partitioned by record, then sorted back by
+    ordinal; both spill to disk. The returned relation then pairs each row of `cells` with
+    its carried values by position (POSITIONAL JOIN, streaming), so the wide rows are never
+    sorted or held.
+    """
     options = site.carry_down
     if options is None:
         return cells
@@ -60,17 +70,38 @@ def carried(cells: str, site: SiteConfig) -> str:
         else:
             value = f"first_value({own}) {window}"
         parents.append(f"{value} AS carry_{cell}")
-    replaced = ", ".join(
-        f"CASE WHEN carry_{cell} IS NOT NULL AND {_blank(cell)} THEN carry_{cell} ELSE {cell} END "
-        f"AS {cell}"
-        for cell in targets
-    )
-    hidden = ", ".join(["carry_ord", *(f"carry_{cell}" for cell in targets)])
-    return f"""
-        SELECT * EXCLUDE ({hidden}) REPLACE ({replaced})
+    narrow = ", ".join(["client_raw", "parent_raw", *targets])
+    statement = f"""
+        CREATE OR REPLACE TABLE carry_values AS
+        SELECT carry_client, {", ".join(f"carry_{cell}" for cell in targets)}
         FROM (
-            SELECT *, {", ".join(parents)}
-            FROM (SELECT *, row_number() OVER () AS carry_ord FROM ({cells}))
+            SELECT carry_ord, client_raw AS carry_client, {", ".join(parents)}
+            FROM (SELECT *, row_number() OVER () AS carry_ord FROM (SELECT {narrow} FROM ({cells})))
         )
         ORDER BY carry_ord
+    """
+    try:
+        con.execute(statement)
+    except duckdb.Error as exc:
+        if SERIAL_HINT not in str(exc):
+            raise
+        reset_rejects(con)
+        con.execute(statement.replace(PARALLEL, SERIAL))
+    # The scan runs again for the engine's own pass, which records the rejected lines.
+    reset_rejects(con)
+    # Both scans read the same rows in the same order; should they ever not, the row pairs
+    # would differ in client and the file fails loudly instead of taking another's value.
+    aligned = (
+        "CASE WHEN carry_client IS DISTINCT FROM client_raw THEN "
+        "error('carry-down: the export was read differently twice') END"
+    )
+    replaced = ", ".join(
+        f"coalesce({aligned}, CASE WHEN carry_{cell} IS NOT NULL AND {_blank(cell)} "
+        f"THEN carry_{cell} ELSE {cell} END) AS {cell}"
+        for cell in targets
+    )
+    hidden = ", ".join(["carry_client", *(f"carry_{cell}" for cell in targets)])
+    return f"""
+        SELECT * EXCLUDE ({hidden}) REPLACE ({replaced})
+        FROM ({cells}) POSITIONAL JOIN carry_values
     """

@@ -108,7 +108,7 @@ def open_source(
     source = _open(con, path, site, registry, scratch, fmt, dictionary_path)
     if isinstance(source, Rejected) or site.carry_down is None:
         return source
-    return dataclasses.replace(source, cells=carried(source.cells, site))
+    return dataclasses.replace(source, cells=carried(con, source.cells, site))
 
 
 def _open(
