@@ -435,6 +435,7 @@ def _long(con, path, site, registry, scratch) -> Source | Rejected:
     n = n_items(site, registry)
     item_cells = list(dict.fromkeys(c for cols in item_sources.values() for c in cols))
     raw = ", ".join(f"{at[c]} AS i{i}" for i, c in enumerate(item_cells)) or "NULL AS i0"
+    raw_names = ", ".join(f"i{i}" for i in range(max(len(item_cells), 1)))
     items = []
     for k in range(1, n + 1):
         whens = []
@@ -446,9 +447,7 @@ def _long(con, path, site, registry, scratch) -> Source | Rejected:
                 whens.append(f"WHEN {j} THEN {value}")
         items.append(f"CASE form {' '.join(whens)} END AS t{k}" if whens else f"NULL AS t{k}")
     cells = f"""
-        SELECT form, ragged, label, client_raw, therapist_raw, date_raw, event_raw, ending_raw,
-               withdraw_raw, parent_raw, {", ".join(items)}, form_status, unfinished,
-               finished_raw, progress_raw
+        SELECT * EXCLUDE ({raw_names}), {", ".join(items)}
         FROM (
             SELECT CASE WHEN ragged THEN NULL ELSE CASE label {measure} END END AS form, *
             FROM (
