@@ -6,6 +6,7 @@ run with the file, site and key named, instead of silently dropping a questionna
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import re
 from dataclasses import dataclass, field
@@ -71,8 +72,15 @@ SITE_KEYS = (
     "long_csv",
     "spss",
     "zip",
+    "carry_down",
 )
-FORM_KEYS = ("instrument", "rater_role", "item_column_template")
+FORM_KEYS = ("form", "instrument", "rater_role", "item_column_template", "status_column")
+FORM_ID = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
+CARRY_DOWN_KEYS = ("columns", "from", "parent_column")
+# Where a carried-down value lives: the record's parent row (its `parent_column` is blank,
+# as REDCap leaves `redcap_repeat_instrument` on a repeating export's client-level row), or
+# the record's first row in the file (a longitudinal project's first event).
+CARRY_DOWN_FROM = ("parent_row", "first_row")
 QUALTRICS_KEYS = (
     "import_ids",
     "unfinished",
@@ -108,11 +116,21 @@ DELIVERY_DATE_KEYS = ("pattern", "format")
 
 @dataclass(frozen=True)
 class FormMap:
-    """Where one questionnaire's items sit in a site's export."""
+    """One form: an instrument as one rater fills it in, and where its items sit in the export.
+
+    A site can hold the same instrument twice (a client- and a therapist-rated WAI-SR), each
+    with its own items and its own REDCap status column, so the form (not the instrument) is
+    what status, role and item template belong to. `form_id` defaults to the instrument id
+    when the site has one form of it, else to `<instrument>_<rater_role>`.
+    """
 
     instrument: str
     rater_role: str
     item_column_template: str
+    form_id: str = ""
+    # REDCap `<form>_complete` column deciding whether this form's answers count (None: taken
+    # whatever its status).
+    status_column: str | None = None
 
     def item_columns(self, n_items: int) -> list[str]:
         return [self.item_column_template.format(n=n) for n in range(1, n_items + 1)]
@@ -159,8 +177,9 @@ class EndingOptions:
 class RedcapOptions:
     """REDCap per-form status: `<form>_complete` is 0 Incomplete, 1 Unverified, 2 Complete."""
 
-    # instrument id -> its status column, e.g. {wai_sr: alliance_complete}. Forms not listed
-    # are taken whatever their status (the behaviour without this section).
+    # form id -> its status column, e.g. {wai_sr: alliance_complete}, resolved from this
+    # section (keyed by form id, or by instrument id where the site has one form of it) and
+    # the forms' own `status_column`. Forms not listed are taken whatever their status.
     status_columns: dict[str, str]
     # Count 1 = Unverified as well as 2 = Complete.
     accept_unverified: bool = False
@@ -202,10 +221,12 @@ class LongCsvOptions:
     """A feedback-system long table: one row per measure per session, pivoted to wide."""
 
     measure_column: str
-    # Value in the measure column -> instrument id (one of the site's forms).
+    # Value in the measure column -> form id (resolved on load from a form id, or an instrument
+    # the site has one form of).
     measures: dict[str, str]
-    # Where item scores sit in the long file, e.g. "item_{n}".
-    item_column_template: str
+    # Where item scores sit in the long file, e.g. "item_{n}", shared by every measure. None:
+    # each form's own `item_column_template` names its item columns in the long file.
+    item_column_template: str | None
     delimiter: str = ","
     decimal: str = "."
     encoding: str = "utf-8-sig"
@@ -231,6 +252,16 @@ class ZipOptions:
     member_glob: str = "*.csv"
     max_members: int = 100
     max_total_bytes: int = 500_000_000
+
+
+@dataclass(frozen=True)
+class CarryDown:
+    """Columns whose value is written once per record (on its parent row) and applies to the
+    record's other rows: a row's own non-blank value wins; a blank one takes the parent's."""
+
+    columns: tuple[str, ...]
+    source: str  # one of CARRY_DOWN_FROM
+    parent_column: str | None = None  # parent_row: blank on the parent row
 
 
 @dataclass(frozen=True)
@@ -272,6 +303,7 @@ class SiteConfig:
     # How the delivery date is read from a file's name; the future-date check uses it (None:
     # the night's logical date). See ingestion/delivery_date.py.
     delivery_date: DeliveryDateOptions | None = None
+    carry_down: CarryDown | None = None
 
     @property
     def data_dictionary_glob(self) -> str | None:
@@ -355,29 +387,7 @@ def _parse_site(doc: Any, file: Path, registry: Registry, index: int) -> SiteCon
     forms_doc = doc.get("forms")
     if not isinstance(forms_doc, list) or not forms_doc:
         raise ConfigError(file, f"{where}forms", "must list at least one questionnaire")
-    forms = []
-    for k, form in enumerate(forms_doc):
-        fwhere = f"{where}forms[{k}]."
-        if not isinstance(form, dict):
-            raise ConfigError(file, f"{where}forms[{k}]", "must be a mapping")
-        _known_keys(form, FORM_KEYS, file, fwhere)
-        instrument = _str(form, "instrument", file, fwhere)
-        if instrument not in registry.instruments:
-            raise ConfigError(
-                file,
-                f"{fwhere}instrument",
-                f"{instrument!r} is not in the instrument registry "
-                f"({', '.join(sorted(registry.instruments))})",
-            )
-        role = _str(form, "rater_role", file, fwhere)
-        if role not in registry.get(instrument).rater_roles:
-            raise ConfigError(
-                file, f"{fwhere}rater_role", f"{instrument} has no {role!r} form in the registry"
-            )
-        template = _str(form, "item_column_template", file, fwhere)
-        if "{n}" not in template:
-            raise ConfigError(file, f"{fwhere}item_column_template", "must contain {n}")
-        forms.append(FormMap(instrument, role, template))
+    forms = _parse_forms(forms_doc, file, registry, where)
     configured = {f.instrument for f in forms}
     for key, construct in (("primary_alliance", "alliance"), ("primary_outcome", "outcome")):
         value = _str(doc, key, file, where)
@@ -408,10 +418,20 @@ def _parse_site(doc: Any, file: Path, registry: Registry, index: int) -> SiteCon
     elif doc.get("qualtrics") is not None:
         raise ConfigError(file, f"{where}qualtrics", f"is not read for format {inner}")
     redcap = None
-    if inner == "redcap_csv" and doc.get("redcap") is not None:
-        redcap = _parse_redcap(doc["redcap"], file, where, forms)
+    if inner == "redcap_csv" and (
+        doc.get("redcap") is not None or any(f.status_column for f in forms)
+    ):
+        redcap, forms = _parse_redcap(doc.get("redcap") or {}, file, where, forms)
     elif doc.get("redcap") is not None:
         raise ConfigError(file, f"{where}redcap", f"is not read for format {inner}")
+    else:
+        for k, form in enumerate(forms):
+            if form.status_column:
+                raise ConfigError(
+                    file,
+                    f"{where}forms[{k}].status_column",
+                    f"a form status column is read from REDCap exports only, not {inner}",
+                )
     long_csv = None
     if inner == "long_csv":
         long_csv = _parse_long_csv(doc.get("long_csv"), file, where, forms)
@@ -430,6 +450,17 @@ def _parse_site(doc: Any, file: Path, registry: Registry, index: int) -> SiteCon
             f"{where}ending.column",
             f"{ending.column!r} is listed in identifier_columns; an identifier is never read",
         )
+    carry_down = _parse_carry_down(doc.get("carry_down"), file, where, columns, ending, withdrawals)
+    for name, key in [
+        *((f.status_column, f"forms[{k}].status_column") for k, f in enumerate(forms)),
+        ((carry_down.parent_column if carry_down else None), "carry_down.parent_column"),
+    ]:
+        if name is not None and name.lower() in {n.lower() for n in identifiers}:
+            raise ConfigError(
+                file,
+                f"{where}{key}",
+                f"{name!r} is listed in identifier_columns; an identifier is never read",
+            )
     return SiteConfig(
         site_id=site_id,
         name=str(doc.get("name", site_id)),
@@ -456,7 +487,143 @@ def _parse_site(doc: Any, file: Path, registry: Registry, index: int) -> SiteCon
         missing_codes=missing_codes,
         arrival=_parse_arrival(doc.get("arrival"), file, where),
         delivery_date=_parse_delivery_date(doc.get("delivery_date"), file, where),
+        carry_down=carry_down,
     )
+
+
+def _parse_forms(forms_doc: list[Any], file: Path, registry: Registry, where: str) -> list[FormMap]:
+    """`forms:` entries, each one instrument x rater role, named by a unique form id."""
+    parsed: list[tuple[dict[str, Any], str, str, str]] = []
+    for k, form in enumerate(forms_doc):
+        fwhere = f"{where}forms[{k}]."
+        if not isinstance(form, dict):
+            raise ConfigError(file, f"{where}forms[{k}]", "must be a mapping")
+        _known_keys(form, FORM_KEYS, file, fwhere)
+        instrument = _str(form, "instrument", file, fwhere)
+        if instrument not in registry.instruments:
+            raise ConfigError(
+                file,
+                f"{fwhere}instrument",
+                f"{instrument!r} is not in the instrument registry "
+                f"({', '.join(sorted(registry.instruments))})",
+            )
+        role = _str(form, "rater_role", file, fwhere)
+        if role not in registry.get(instrument).rater_roles:
+            raise ConfigError(
+                file, f"{fwhere}rater_role", f"{instrument} has no {role!r} form in the registry"
+            )
+        template = _str(form, "item_column_template", file, fwhere)
+        if "{n}" not in template:
+            raise ConfigError(file, f"{fwhere}item_column_template", "must contain {n}")
+        for earlier, (_, other, other_role, _) in enumerate(parsed):
+            if (other, other_role) == (instrument, role):
+                raise ConfigError(
+                    file,
+                    f"{fwhere}rater_role",
+                    f"forms[{earlier}] is already {instrument} rated by {role}; a form is one "
+                    "instrument x rater role (give the other form its own rater_role)",
+                )
+        parsed.append((form, instrument, role, template))
+    counts: dict[str, int] = {}
+    for _, instrument, _, _ in parsed:
+        counts[instrument] = counts.get(instrument, 0) + 1
+    forms: list[FormMap] = []
+    seen: dict[str, int] = {}
+    for k, (form, instrument, role, template) in enumerate(parsed):
+        fwhere = f"{where}forms[{k}]."
+        default = instrument if counts[instrument] == 1 else f"{instrument}_{role}"
+        form_id = form.get("form", default)
+        if not isinstance(form_id, str) or not FORM_ID.match(form_id):
+            raise ConfigError(
+                file,
+                f"{fwhere}form",
+                f"{form_id!r} must be a form id matching {FORM_ID.pattern}, e.g. wai_therapist",
+            )
+        if form_id in seen:
+            raise ConfigError(
+                file, f"{fwhere}form", f"{form_id!r} already names forms[{seen[form_id]}]"
+            )
+        seen[form_id] = k
+        status = form.get("status_column")
+        if status is not None:
+            status = _str(form, "status_column", file, fwhere)
+        forms.append(FormMap(instrument, role, template, form_id, status))
+    return forms
+
+
+def _form_of(forms: list[FormMap], key: str) -> FormMap | None:
+    """The form a config key names: its form id, or an instrument the site has one form of."""
+    for form in forms:
+        if form.form_id == key:
+            return form
+    matching = [f for f in forms if f.instrument == key]
+    return matching[0] if len(matching) == 1 else None
+
+
+def _form_key_problem(forms: list[FormMap], key: str) -> str:
+    matching = [f.form_id for f in forms if f.instrument == key]
+    if len(matching) > 1:
+        return (
+            f"{key!r} has several forms at this site ({', '.join(matching)}); "
+            "name the form instead (its form id)"
+        )
+    ids = ", ".join(f.form_id for f in forms)
+    return f"{key!r} is not among this site's forms ({ids})"
+
+
+def _parse_carry_down(
+    doc: Any, file: Path, where: str, site_columns: dict[str, Any], ending: Any, withdrawals: Any
+) -> CarryDown | None:
+    """`carry_down: {columns, from, parent_column}`: record-level values copied to its rows."""
+    if doc is None:
+        return None
+    cwhere = f"{where}carry_down."
+    if not isinstance(doc, dict):
+        raise ConfigError(
+            file, f"{where}carry_down", f"must be a mapping: {', '.join(CARRY_DOWN_KEYS)}"
+        )
+    _known_keys(doc, CARRY_DOWN_KEYS, file, cwhere)
+    allowed = {str(site_columns["therapist_code"]): "columns.therapist_code"}
+    if ending is not None:
+        allowed[ending.column] = "ending.column"
+    if withdrawals is not None and withdrawals.column:
+        allowed[withdrawals.column] = "withdrawals.column"
+    columns = _names(doc, "columns", file, cwhere)
+    if not columns:
+        raise ConfigError(file, f"{cwhere}columns", "must list at least one column")
+    for name in columns:
+        if name not in allowed:
+            raise ConfigError(
+                file,
+                f"{cwhere}columns",
+                f"{name!r} cannot be carried down; only a record-level column the site maps "
+                f"can: {', '.join(f'{c} ({k})' for c, k in allowed.items())}",
+            )
+    if len(set(columns)) != len(columns):
+        raise ConfigError(file, f"{cwhere}columns", "lists a column twice")
+    source = doc.get("from", "parent_row")
+    if source not in CARRY_DOWN_FROM:
+        raise ConfigError(
+            file, f"{cwhere}from", f"must be one of {list(CARRY_DOWN_FROM)}, got {source!r}"
+        )
+    parent = doc.get("parent_column")
+    if source == "parent_row":
+        parent = (
+            "redcap_repeat_instrument"
+            if parent is None
+            else _str(doc, "parent_column", file, cwhere)
+        )
+        mapped = {str(v) for v in site_columns.values()} | set(allowed)
+        if parent in mapped:
+            raise ConfigError(
+                file,
+                f"{cwhere}parent_column",
+                f"{parent!r} is a mapped column; the parent column is the one left blank on "
+                "the record's parent row (REDCap: redcap_repeat_instrument)",
+            )
+    elif parent is not None:
+        raise ConfigError(file, f"{cwhere}parent_column", "is only read with from: parent_row")
+    return CarryDown(columns, source, parent)
 
 
 def _identifier_columns(
@@ -473,7 +640,7 @@ def _identifier_columns(
     mapped = {str(v).lower(): f"columns.{k}" for k, v in columns.items()}
     for form in forms:
         for column in form.item_columns(registry.get(form.instrument).items):
-            mapped[column.lower()] = f"forms[{form.instrument}]"
+            mapped[column.lower()] = f"forms[{form.form_id}]"
     if qualtrics is not None:
         for import_id, target in qualtrics.import_ids.items():
             mapped[import_id.lower()] = f"qualtrics.import_ids.{import_id}"
@@ -613,25 +780,37 @@ def _final_rule(doc: dict[str, Any], file: Path, qwhere: str) -> tuple[str, floa
     return final_when, None if progress is None else float(progress)
 
 
-def _parse_redcap(doc: Any, file: Path, where: str, forms: list[FormMap]) -> RedcapOptions:
+def _parse_redcap(
+    doc: Any, file: Path, where: str, forms: list[FormMap]
+) -> tuple[RedcapOptions, list[FormMap]]:
+    """`redcap:` options, and the forms with their status columns resolved (from
+    `status_columns`, keyed by form id or by an instrument the site has one form of, and from
+    the forms' own `status_column`)."""
     doc = _mapping(doc, file, f"{where}redcap", "status_columns, accept_unverified")
     rwhere = f"{where}redcap."
     _known_keys(doc, REDCAP_KEYS, file, rwhere)
     status = doc.get("status_columns", {})
     if not isinstance(status, dict):
-        raise ConfigError(file, f"{rwhere}status_columns", "must map instrument ids to columns")
-    instruments = {f.instrument for f in forms}
-    for instrument, column in status.items():
-        if instrument not in instruments:
+        raise ConfigError(file, f"{rwhere}status_columns", "must map form ids to columns")
+    resolved = {f.form_id: f.status_column for f in forms if f.status_column}
+    for key, column in status.items():
+        form = _form_of(forms, str(key))
+        if form is None:
             raise ConfigError(
-                file,
-                f"{rwhere}status_columns.{instrument}",
-                f"{instrument!r} is not among this site's forms ({', '.join(sorted(instruments))})",
+                file, f"{rwhere}status_columns.{key}", _form_key_problem(forms, str(key))
             )
         if not isinstance(column, str) or not column.strip():
             raise ConfigError(
-                file, f"{rwhere}status_columns.{instrument}", "must name a <form>_complete column"
+                file, f"{rwhere}status_columns.{key}", "must name a <form>_complete column"
             )
+        if resolved.get(form.form_id, column) != column:
+            raise ConfigError(
+                file,
+                f"{rwhere}status_columns.{key}",
+                f"form {form.form_id} already has status_column {resolved[form.form_id]!r}",
+            )
+        resolved[form.form_id] = column
+    forms = [dataclasses.replace(f, status_column=resolved.get(f.form_id)) for f in forms]
     unverified = doc.get("accept_unverified", False)
     if not isinstance(unverified, bool):
         raise ConfigError(file, f"{rwhere}accept_unverified", "must be true or false")
@@ -644,7 +823,7 @@ def _parse_redcap(doc: Any, file: Path, where: str, forms: list[FormMap]) -> Red
         )
     if dictionary is not None:
         _confined(dictionary, file, f"{rwhere}data_dictionary_glob")
-    return RedcapOptions({str(k): str(v) for k, v in status.items()}, unverified, dictionary)
+    return RedcapOptions(resolved, unverified, dictionary), forms
 
 
 def _parse_long_csv(doc: Any, file: Path, where: str, forms: list[FormMap]) -> LongCsvOptions:
@@ -652,31 +831,22 @@ def _parse_long_csv(doc: Any, file: Path, where: str, forms: list[FormMap]) -> L
     lwhere = f"{where}long_csv."
     _known_keys(doc, LONG_CSV_KEYS, file, lwhere)
     measure_column = _str(doc, "measure_column", file, lwhere)
-    template = _str(doc, "item_column_template", file, lwhere)
-    if "{n}" not in template:
-        raise ConfigError(file, f"{lwhere}item_column_template", "must contain {n}")
+    template = None
+    if doc.get("item_column_template") is not None:
+        template = _str(doc, "item_column_template", file, lwhere)
+        if "{n}" not in template:
+            raise ConfigError(file, f"{lwhere}item_column_template", "must contain {n}")
     measures = doc.get("measures")
     if not isinstance(measures, dict) or not measures:
         raise ConfigError(
-            file, f"{lwhere}measures", "must map measure names in the file to instrument ids"
+            file, f"{lwhere}measures", "must map measure names in the file to form ids"
         )
-    by_instrument: dict[str, int] = {}
-    for form in forms:
-        by_instrument[form.instrument] = by_instrument.get(form.instrument, 0) + 1
-    for label, instrument in measures.items():
-        if instrument not in by_instrument:
-            raise ConfigError(
-                file,
-                f"{lwhere}measures.{label}",
-                f"{instrument!r} is not among this site's forms ({', '.join(by_instrument)})",
-            )
-        if by_instrument[instrument] > 1:
-            raise ConfigError(
-                file,
-                f"{lwhere}measures.{label}",
-                f"{instrument!r} has several forms at this site; "
-                "a long table cannot tell them apart",
-            )
+    resolved: dict[str, str] = {}
+    for label, key in measures.items():
+        form = _form_of(forms, str(key))
+        if form is None:
+            raise ConfigError(file, f"{lwhere}measures.{label}", _form_key_problem(forms, str(key)))
+        resolved[str(label)] = form.form_id
     delimiter = doc.get("delimiter", ",")
     if delimiter == "\\t":
         delimiter = "\t"
@@ -693,7 +863,7 @@ def _parse_long_csv(doc: Any, file: Path, where: str, forms: list[FormMap]) -> L
         raise ConfigError(file, f"{lwhere}skip_measures", f"also listed in measures: {overlap}")
     return LongCsvOptions(
         measure_column=measure_column,
-        measures={str(k): str(v) for k, v in measures.items()},
+        measures=resolved,
         item_column_template=template,
         delimiter=delimiter,
         decimal=decimal,

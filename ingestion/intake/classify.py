@@ -418,9 +418,14 @@ def collect_issues(
     if site.redcap is not None and site.redcap.status_columns:
         options = site.redcap
         status_column = _case(
+            "form", {j: quote(f.status_column) for j, f in forms.items() if f.status_column}, "NULL"
+        )
+        # The form, not only the instrument: a site may hold a client- and a therapist-rated
+        # WAI-SR, each with its own status.
+        form_name = _case(
+            "form",
+            {j: quote(f.form_id) for j, f in forms.items() if f.form_id != f.instrument},
             "instrument",
-            {quote(i): quote(c) for i, c in options.status_columns.items()},
-            "NULL",
         )
         labels = _case(
             "problem.form_status",
@@ -436,7 +441,7 @@ def collect_issues(
                 "form.not_complete",
                 rules.sql_message(
                     "form.not_complete",
-                    instrument="instrument",
+                    instrument=form_name,
                     status="coalesce(nullif(problem.form_status, ''), 'blank')",
                     status_label=labels,
                     counting=quote(counting),

@@ -13,6 +13,7 @@ columns and free text are never selected):
   ragged        the record has a different number of fields than the header
   label         a long table's measure cell (NULL for wide formats)
   client_raw, therapist_raw, date_raw, event_raw, ending_raw, withdraw_raw   the role cells
+  parent_raw    the carry-down parent column's cell (NULL: no `carry_down` from a parent row)
   t1..tN        the form's item cells, in item order (NULL past the form's length)
   form_status   REDCap's `<form>_complete` cell (NULL: the form has no status column)
   unfinished, finished_raw, progress_raw    a Qualtrics response's completion
@@ -33,6 +34,7 @@ import duckdb
 
 from ingestion.consortium import QUALTRICS_IDENTIFYING, SiteConfig
 from ingestion.intake import text_files as tf
+from ingestion.intake.carry_down import carried
 from ingestion.intake.redcap_dictionary import (
     check_export,
     find_dictionary,
@@ -76,18 +78,40 @@ def n_items(site: SiteConfig, registry: Registry) -> int:
 
 def required_columns(site: SiteConfig, registry: Registry) -> list[str]:
     """Canonical columns a wide export must hold: the role columns, every form's items, and
-    the withdrawal and ending columns when configured."""
+    the withdrawal, ending and carry-down parent columns when configured."""
     required = [site.columns[c] for c in ROLES]
     for form in site.forms:
         required += form.item_columns(registry.get(form.instrument).items)
-    if site.withdrawals and site.withdrawals.column:
-        required.append(site.withdrawals.column)
-    if site.ending is not None:
-        required.append(site.ending.column)
-    return list(dict.fromkeys(required))
+    return list(dict.fromkeys(required + optional_columns(site)))
+
+
+def optional_columns(site: SiteConfig) -> list[str]:
+    """Configured columns beyond roles and items: withdrawal, ending, carry-down parent."""
+    names = [
+        site.withdrawals.column if site.withdrawals else None,
+        site.ending.column if site.ending else None,
+        site.carry_down.parent_column if site.carry_down else None,
+    ]
+    return [n for n in names if n]
 
 
 def open_source(
+    con: duckdb.DuckDBPyConnection,
+    path: Path,
+    site: SiteConfig,
+    registry: Registry,
+    scratch: Path,
+    fmt: str | None = None,
+    dictionary_path: Path | None = None,
+) -> Source | Rejected:
+    """The export as the canonical relation, with the site's carry-down applied."""
+    source = _open(con, path, site, registry, scratch, fmt, dictionary_path)
+    if isinstance(source, Rejected) or site.carry_down is None:
+        return source
+    return dataclasses.replace(source, cells=carried(con, source.cells, site))
+
+
+def _open(
     con: duckdb.DuckDBPyConnection,
     path: Path,
     site: SiteConfig,
@@ -199,11 +223,14 @@ def _role_cells(site: SiteConfig, at: dict[str, str]) -> str:
     ending = at.get(site.ending.column) if site.ending else None
     column = site.withdrawals.column if site.withdrawals else None
     withdraw = at.get(column) if column else None
+    parent_column = site.carry_down.parent_column if site.carry_down else None
+    parent = at.get(parent_column) if parent_column else None
     null = "CAST(NULL AS VARCHAR)"
     return (
         f"{role['client_code']} AS client_raw, {role['therapist_code']} AS therapist_raw, "
         f"{role['session_date']} AS date_raw, {role['event']} AS event_raw, "
-        f"{ending or null} AS ending_raw, {withdraw or null} AS withdraw_raw"
+        f"{ending or null} AS ending_raw, {withdraw or null} AS withdraw_raw, "
+        f"{parent or null} AS parent_raw"
     )
 
 
@@ -223,9 +250,8 @@ def _redcap(con, path, site, registry, scratch, dictionary_path) -> Source | Rej
         return Rejected(header)
     names = [h.strip() for h in header.records[0]]
     body = _scan(text, ",", len(names), len(header.records))
-    options = site.redcap
-    status_columns = dict(options.status_columns) if options and options.status_columns else {}
-    required = required_columns(site, registry) + list(status_columns.values())
+    status_columns = [f.status_column for f in site.forms if f.status_column]
+    required = required_columns(site, registry) + status_columns
     missing = [c for c in dict.fromkeys(required) if c not in names]
     if missing:
         return _missing(
@@ -237,11 +263,7 @@ def _redcap(con, path, site, registry, scratch, dictionary_path) -> Source | Rej
     if (dupes := _duplicates(names)) is not None:
         return Rejected(dupes)  # as before: a repeated column gives no row count
     at = {c: f"c{names.index(c)}" for c in required}
-    status = {
-        j: at[status_columns[f.instrument]]
-        for j, f in enumerate(site.forms)
-        if f.instrument in status_columns
-    }
+    status = {j: at[f.status_column] for j, f in enumerate(site.forms) if f.status_column}
     cells = wide_cells(body, at, tf.ragged_sql(len(names)), site, registry, status=status)
     return Source(
         cells,
@@ -304,10 +326,11 @@ def _qualtrics(con, path, site, registry, scratch) -> Source | Rejected:
         required += form.item_columns(registry.get(form.instrument).items)
     if site.ending is not None:  # configured, so required: a missing one would blank dropout
         required.append(site.ending.column)
-    for optional in (site.ending.column if site.ending else None,
-                     site.withdrawals.column if site.withdrawals else None):  # fmt: skip
-        if optional and optional not in wanted and optional in names:
+    for optional in optional_columns(site):
+        if optional not in wanted and optional in names:
             wanted[optional] = names.index(optional)
+    if site.carry_down is not None and site.carry_down.parent_column:
+        required.append(site.carry_down.parent_column)
     by_target = {v: k for k, v in options.import_ids.items()}
     missing = [c for c in required if c not in wanted]
     if finished_at is None:
@@ -366,13 +389,25 @@ def _spss(con, path, site, registry) -> Source | Rejected:
 # --- long tables --------------------------------------------------------------------------
 
 
-def long_columns(site: SiteConfig, registry: Registry) -> tuple[list[str], list[str]]:
-    """(item columns of the long file, every column the site's map needs in the header)."""
+def long_columns(site: SiteConfig, registry: Registry) -> tuple[dict[int, list[str]], list[str]]:
+    """(form index -> its item columns in the long file, every column the map needs).
+
+    With `long_csv.item_column_template` every measure's items share those columns; without
+    it each form's own `item_column_template` names them (an SRS in srs_1.., an ORS in ors_1..).
+    """
     options = site.long_csv
     assert options is not None
-    longest = max(registry.get(i).items for i in set(options.measures.values()))
-    item_sources = [options.item_column_template.format(n=n) for n in range(1, longest + 1)]
-    return item_sources, [site.columns[r] for r in ROLES] + [options.measure_column, *item_sources]
+    mapped = set(options.measures.values())
+    sources: dict[int, list[str]] = {}
+    for j, form in enumerate(site.forms):
+        if form.form_id not in mapped:
+            continue
+        items = registry.get(form.instrument).items
+        template = options.item_column_template or form.item_column_template
+        sources[j] = [template.format(n=n) for n in range(1, items + 1)]
+    columns = [c for cols in sources.values() for c in cols]
+    needed = [site.columns[r] for r in ROLES] + [options.measure_column, *columns]
+    return sources, list(dict.fromkeys(needed))
 
 
 def _long(con, path, site, registry, scratch) -> Source | Rejected:
@@ -387,15 +422,8 @@ def _long(con, path, site, registry, scratch) -> Source | Rejected:
     names = [h.strip() for h in header.records[0]]
     body = _scan(text, options.delimiter, len(names), len(header.records))
     item_sources, required = long_columns(site, registry)
-    optional = [
-        c
-        for c in (
-            site.ending.column if site.ending else None,
-            site.withdrawals.column if site.withdrawals else None,
-        )
-        if c
-    ]
-    missing = [c for c in required + optional if c not in names]
+    optional = optional_columns(site)
+    missing = [c for c in dict.fromkeys(required + optional) if c not in names]
     if missing:
         return _missing(
             f"required columns not in the header: {', '.join(missing)} (renamed in the "
@@ -405,29 +433,36 @@ def _long(con, path, site, registry, scratch) -> Source | Rejected:
     if (dupes := _duplicates(names)) is not None:
         return Rejected(dupes, tf.count_records(con, body))
     at = {c: f"c{names.index(c)}" for c in required + optional}
-    forms = {f.instrument: j for j, f in enumerate(site.forms)}
+    forms = {f.form_id: j for j, f in enumerate(site.forms)}
     ragged = tf.ragged_sql(len(names))
     spaces = tf.quote(" \t\n\r\x0b\x0c")
     label = f"trim(coalesce({at[options.measure_column]}, ''), {spaces})"
     measure = " ".join(f"WHEN {tf.quote(k)} THEN {forms[v]}" for k, v in options.measures.items())
     n = n_items(site, registry)
+    item_cells = list(dict.fromkeys(c for cols in item_sources.values() for c in cols))
+    raw = ", ".join(f"{at[c]} AS i{i}" for i, c in enumerate(item_cells)) or "NULL AS i0"
+    raw_names = ", ".join(f"i{i}" for i in range(max(len(item_cells), 1)))
     items = []
     for k in range(1, n + 1):
-        if k <= len(item_sources):
-            value = f"coalesce({at[item_sources[k - 1]]}, '')"
-            if options.decimal == ",":
-                value = f"replace({value}, ',', '.')"
-            items.append(f"{value} AS t{k}")
-        else:
-            items.append(f"NULL AS t{k}")
+        whens = []
+        for j, cols in item_sources.items():
+            if k <= len(cols):
+                value = f"coalesce(i{item_cells.index(cols[k - 1])}, '')"
+                if options.decimal == ",":
+                    value = f"replace({value}, ',', '.')"
+                whens.append(f"WHEN {j} THEN {value}")
+        items.append(f"CASE form {' '.join(whens)} END AS t{k}" if whens else f"NULL AS t{k}")
     cells = f"""
-        SELECT CASE WHEN ragged THEN NULL ELSE CASE label {measure} END END AS form, *
+        SELECT * EXCLUDE ({raw_names}), {", ".join(items)}
         FROM (
-            SELECT {ragged} AS ragged, {label} AS label, {_role_cells(site, at)},
-                   {", ".join(items)}, CAST(NULL AS VARCHAR) AS form_status,
-                   false AS unfinished, CAST(NULL AS VARCHAR) AS finished_raw,
-                   CAST(NULL AS VARCHAR) AS progress_raw
-            FROM {body}
+            SELECT CASE WHEN ragged THEN NULL ELSE CASE label {measure} END END AS form, *
+            FROM (
+                SELECT {ragged} AS ragged, {label} AS label, {_role_cells(site, at)}, {raw},
+                       CAST(NULL AS VARCHAR) AS form_status,
+                       false AS unfinished, CAST(NULL AS VARCHAR) AS finished_raw,
+                       CAST(NULL AS VARCHAR) AS progress_raw
+                FROM {body}
+            )
         )
     """
     message = (
@@ -513,7 +548,7 @@ def _zip(con, path, site, registry, scratch) -> Source | Rejected:
                 return refused
     if dictionary is None and options.format == "redcap_csv":
         dictionary = find_dictionary(path.parent, site)
-    return open_source(con, target, site, registry, scratch, options.format, dictionary)
+    return _open(con, target, site, registry, scratch, options.format, dictionary)
 
 
 def _copy_capped(
