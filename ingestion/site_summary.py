@@ -75,6 +75,9 @@ def summary_table(results: list[dict]) -> list[str]:
     )
     lines = [header]
     for result in sorted(results, key=lambda r: r.get("site_id", "")):
+        if result.get("failed"):
+            lines.append(f"{result.get('site_id', '?'):<14}FAILED: {result['failed']}")
+            continue
         t = site_totals(result)
         lines.append(
             f"{result.get('site_id', '?'):<14}{t['files']:>6}{t['rows_in']:>8}"

@@ -92,3 +92,26 @@ def test_config_check_reports_bad_configuration_with_file_and_key(
     assert cli.main(["config", "check"]) == 2
     err = capsys.readouterr().err
     assert "consortium.yml" in err and "primary_outcome" in err
+
+
+def test_one_sites_failed_dry_run_does_not_hide_the_others(
+    checked_home: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from ingestion import config_check
+
+    real = config_check.ingest_site
+    _deliver(checked_home, "beta", "b.csv", [_row("B1", 1, ["2"] * 12, ["2"] * 9)], 1_700_000_000)
+
+    def failing_for_alpha(site_id: str, *args, **kwargs):
+        if site_id == "alpha":
+            raise RuntimeError("scratch disk unavailable\nsecond line")
+        return real(site_id, *args, **kwargs)
+
+    monkeypatch.setattr(config_check, "ingest_site", failing_for_alpha)
+    assert cli.main(["config", "check", "--date", "2026-11-20"]) == 1
+    lines = capsys.readouterr().out.splitlines()
+    assert "  dry run FAILED: RuntimeError: scratch disk unavailable" in lines
+    assert (
+        "  newest delivery b.csv (ingested): 1 rows; administrations 2 accepted, "
+        "0 quarantined, 0 not administered"
+    ) in lines

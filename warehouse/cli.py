@@ -68,7 +68,8 @@ def cmd_nightly(args: argparse.Namespace) -> int:
     from warehouse.airflow_runner import run_nightly
 
     print(f"bordin_nightly {args.date}: ingest each site, build, check, release")
-    with progress.watching(sys.stdout) as night:
+    airflow_log = paths().airflow_home / "logs" / f"bordin-nightly-{args.date}.log"
+    with progress.terminal_only(airflow_log) as terminal, progress.watching(terminal) as night:
         state = run_nightly(date.fromisoformat(args.date))
     if night.ingested:
         print("\nper site (files read tonight; quarantine records by rule):")
@@ -79,6 +80,7 @@ def cmd_nightly(args: argparse.Namespace) -> int:
         print(f"\nbordin_nightly {args.date} FAILED at {what}", file=sys.stderr)
         for line in night.failure_detail:
             print(f"  {line}", file=sys.stderr)
+        print(f"Airflow's log of this run: {airflow_log}", file=sys.stderr)
         return 1
     latest = paths().releases / "latest"
     release = night.release or {}

@@ -30,6 +30,7 @@ from warehouse.step_errors import GateFailedError
 log = logging.getLogger(__name__)
 
 
+@reported("list sites")
 def site_ids(where: Paths | None = None) -> list[str]:
     where = where or paths()
     return sorted(load_consortium(where.consortium_file, default_registry()).sites)

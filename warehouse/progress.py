@@ -12,10 +12,13 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
+import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, TextIO, TypeVar
 
 from ingestion.site_summary import site_summary_lines
@@ -50,6 +53,32 @@ def watching(stream: TextIO) -> Iterator[Night]:
         _stream, _night = saved
 
 
+@contextmanager
+def terminal_only(log_file: Path) -> Iterator[TextIO]:
+    """Send everything this process (and its children: dbt) writes to stdout and stderr into
+    `log_file`, and yield a stream to the terminal for the progress lines: Airflow's task
+    runner prints a failed task's traceback and its own warnings there, which under
+    `bordin nightly` say less than the step's one line and bury it."""
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = os.dup(1), os.dup(2)
+    terminal = open(os.dup(saved[0]), "w", encoding="utf-8", buffering=1)  # noqa: SIM115
+    with log_file.open("ab") as sink:
+        os.dup2(sink.fileno(), 1)
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield terminal
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            for fd in saved:
+                os.close(fd)
+            terminal.close()
+
+
 def say(line: str) -> None:
     log.info("%s", line)
     if _stream is not None:
@@ -81,6 +110,8 @@ def reported(step: str) -> Callable[[F], F]:
             except BaseException as exc:
                 first, rest = one_line(exc)
                 say(f"[{subject}] FAILED: {first}")
+                if _night is not None and step == "ingest" and args:
+                    _night.ingested.append({"site_id": args[0], "failed": first})
                 if _night is not None and _night.failure is None:
                     _night.failure = f"{subject}: {first}"
                     _night.failure_detail = rest
@@ -97,6 +128,8 @@ def reported(step: str) -> Callable[[F], F]:
 
 
 def _done(step: str, result: Any) -> list[str]:
+    if isinstance(result, list):
+        return [f"{len(result)}: {', '.join(map(str, result))}"]
     if not isinstance(result, dict):
         return []
     if step == "ingest":
