@@ -199,12 +199,11 @@ def _append_differences(
     for pid, etype in replayed.closed_clients.items():
         if etype != CONSENT_WITHDRAWN or pid in state.closed_clients:
             continue
-        reason = _client_reason(shadow_files, site.site_id, pid)
+        reason, *source = _withdrawal(shadow_files, site.site_id, pid)
         previous = state.last_client_event.get(pid)
         eid = event_id(CONSENT_WITHDRAWN, (site.site_id, pid), (reason,), previous)
-        rows.append(
-            _envelope(eid, CONSENT_WITHDRAWN, pid, reason, {"supersedes_event_id": previous})
-        )
+        provenance = dict(zip(("source_file", "source_sha256", "source_row"), source, strict=True))
+        rows.append(_envelope(eid, CONSENT_WITHDRAWN, pid, reason, previous=previous, **provenance))
         state.closed_clients[pid] = etype
         result.withdrawn += 1
     closed = sorted(state.closed_clients)
@@ -317,7 +316,6 @@ def _envelope(
     event_type: str,
     client_pid: str,
     reason: str | None = REASON,
-    fields: dict | None = None,
     *,
     previous: str | None = None,
     source_file: str | None = None,
@@ -337,23 +335,24 @@ def _envelope(
         "source_row": source_row,
         "actor": ACTOR,
         **response,
-        **(fields or {}),
     }
     return row
 
 
-def _client_reason(files: list[str], site_id: str, pid: str) -> str | None:
+def _withdrawal(files: list[str], site_id: str, pid: str) -> tuple:
+    """The replayed withdrawal's reason and where it came from (file, SHA-256, row)."""
     con = duckdb.connect()
     try:
         found = con.execute(
-            "SELECT reason FROM read_parquet($files, union_by_name = true) "
+            "SELECT reason, source_file, source_sha256, source_row "
+            "FROM read_parquet($files, union_by_name = true) "
             "WHERE site_id = $site AND client_pid = $pid AND event_type = $etype "
             "ORDER BY site_seq DESC LIMIT 1",
             {"files": files, "site": site_id, "pid": pid, "etype": CONSENT_WITHDRAWN},
         ).fetchone()
     finally:
         con.close()
-    return found[0] if found else None
+    return tuple(found) if found else (None, None, None, None)
 
 
 def _files(table: Path) -> list[str]:

@@ -43,8 +43,8 @@ sites:
     primary_alliance: wai_sr
     primary_outcome: phq9
     max_retraction_fraction: 0.5
-"""
-RIGHT = {"therapist": "therapist_code", "event": "redcap_event_name"}
+{extra}"""
+RIGHT = {"therapist": "therapist_code", "event": "redcap_event_name", "extra": ""}
 
 
 def _configure(home: Path, **columns: str) -> None:
@@ -56,12 +56,14 @@ def _row(client: str, session: int, day: str, wai: int, phq: int) -> list[str]:
     return [client, f"session_{session}_arm_1", f"T-{client}", "SUP-9", day, *items]
 
 
-def _deliver(home: Path, name: str, rows: list[list[str]], mtime: int) -> Path:
+def _deliver(
+    home: Path, name: str, rows: list[list[str]], mtime: int, header: list[str] = HEADER
+) -> Path:
     path = home / "inbox" / "alpha" / name
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", newline="") as handle:
         writer = csv.writer(handle, lineterminator="\n")
-        writer.writerow(HEADER)
+        writer.writerow(header)
         writer.writerows(rows)
     os.utime(path, (mtime, mtime))
     return path
@@ -205,3 +207,26 @@ def test_reprocess_command_prints_the_replay_and_the_differences(
     assert "SUP-9" not in out and "T-A1" not in out
     assert cli.main(["reprocess", "--site", "alpha", "--date", "2026-11-21"]) == 0
     assert "nothing differs from the event log; no-op recorded" in capsys.readouterr().out
+
+
+def test_a_newly_mapped_withdrawal_column_withdraws_and_leaves_responses_alone(home: Path) -> None:
+    _configure(home)  # the export's `withdrawn` column is not mapped yet
+    rows = [ROWS[0] + [""], ROWS[1] + [""], ROWS[2] + ["1"]]  # A2 withdrew
+    _deliver(home, "export.csv", rows, mtime=1_700_000_000, header=[*HEADER, "withdrawn"])
+    ingest_site("alpha", "2026-11-01", key=KEY)
+    before = _events(home)
+    assert len(before) == 6
+
+    _configure(home, extra="    withdrawals: {column: withdrawn}\n")
+    result = reprocess_site("alpha", "2026-11-20", key=KEY)
+    added = _events(home)[len(before) :]
+    a2 = KEY.pseudonym("alpha", "client", "A2")
+    # By hand: one withdrawal (A2); A2's two stored administrations are not retracted (a
+    # withdrawn client leaves the marts through the withdrawal), A1's are unchanged.
+    assert (result.withdrawn, result.recorded, result.amended, result.retracted) == (1, 0, 0, 0)
+    assert [(e["event_type"], e["client_pid"], e["site_seq"]) for e in added] == [
+        ("consent_withdrawn", a2, 7)
+    ]
+    assert added[0]["reason"] == "consent withdrawn (export column)"
+    assert (added[0]["source_file"], added[0]["source_row"]) == ("export.csv", 4)
+    assert reprocess_site("alpha", "2026-11-21", key=KEY).no_op
