@@ -22,10 +22,11 @@ import pyarrow as pa
 
 from ingestion import audit, deliveries, delta_store
 from ingestion.arrival import still_arriving, truncation
+from ingestion.config_errors import ConfigError
 from ingestion.consortium import Consortium, SiteConfig, load_consortium
 from ingestion.crash_points import crash_point
 from ingestion.deliveries import Found, Ledger, list_inbox, refused_digest
-from ingestion.disk_space import named_when_full, tree_bytes
+from ingestion.disk_space import DiskFullError, named_when_full, tree_bytes
 from ingestion.events import (
     CONSENT_WITHDRAWN,
     EVENT_SCHEMA,
@@ -43,6 +44,7 @@ from ingestion.quarantine import QUARANTINE_SCHEMA, Issue, to_table
 from ingestion.registry import Registry, default_registry
 from ingestion.settings import Paths, paths
 from ingestion.site_state import SiteState, client_state
+from ingestion.site_summary import rule_counts
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +93,7 @@ class FileOutcome:
     withdrawn: int = 0
     unchanged: int = 0
     detail: str | None = None
+    quarantine_by_rule: dict[str, int] = field(default_factory=dict)  # rule id -> records
 
 
 @dataclass
@@ -110,6 +113,16 @@ class SiteIngestResult:
 
     def as_dict(self) -> dict:
         return {**asdict(self), "no_op": self.no_op}
+
+
+class IngestFileError(RuntimeError):
+    """Reading one export failed unexpectedly: says which site and file, so the night's one
+    failure line names them (a bad row or value is quarantined, never raised)."""
+
+    def __init__(self, site_id: str, file: str, cause: BaseException) -> None:
+        first = (str(cause).strip().splitlines() or [""])[0]
+        super().__init__(f"site {site_id}: file {file}: {type(cause).__name__}: {first}")
+        self.site_id, self.file = site_id, file
 
 
 def _batch_id(site_id: str, logical: date, shas: list[str]) -> str:
@@ -256,6 +269,9 @@ def _ingest_locked(
         quarantine_files.append(None)
         intake_rows.append(_intake_row(outcome, site.site_id, batch_id, logical))
 
+    read = zip(outcomes[-len(fresh) :], quarantine_parts, quarantine_files, strict=True)
+    for outcome, part, records in read:
+        outcome.quarantine_by_rule = rule_counts(part, records and where.quarantine / records[0])
     metadata = {"bordin.batch_id": batch_id, "bordin.site_id": site.site_id}
     # Only files not yet in each table: a run that crashed between these commits and the
     # events commit, rerun with more files delivered since, must not record the first ones twice.
@@ -327,7 +343,12 @@ def _ingest_export(
     path: Path, sha: str, engine: IntakeSite, emitter: _Emitter
 ) -> tuple[FileOutcome, pa.Table, tuple[str, int] | None]:
     """One export through the intake engine; its events and row records go to their own files."""
-    done = engine.ingest(path, sha, emitter)
+    try:
+        done = engine.ingest(path, sha, emitter)
+    except (ConfigError, DiskFullError):
+        raise  # already say what and where
+    except Exception as exc:
+        raise IngestFileError(engine.site.site_id, path.name, exc) from exc
     outcome = FileOutcome(
         path.name,
         sha,

@@ -219,8 +219,15 @@ def _make_tiny_nightly(shared_roots: SharedRoots) -> Callable[[Path], None]:
         with building(root):
             result = run_bordin("nightly", "--date", TINY_NIGHT)
         assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+        # What the person saw, beside the root (not in it): tests/test_nightly_output.py.
+        nightly_output(root).write_text(result.stdout + result.stderr, encoding="utf-8")
 
     return make
+
+
+def nightly_output(root: Path) -> Path:
+    """Where the shared tiny nightly's terminal output is kept."""
+    return root.parent / f"{root.name}.output.txt"
 
 
 def install_airflow_db(shared_roots: SharedRoots, root: Path) -> Path:

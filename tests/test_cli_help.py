@@ -42,6 +42,8 @@ READS = {
     "history": KEY | {"BORDIN_CONSORTIUM", "BORDIN_REGISTRY_DIR"},
     "erase": KEY | {"BORDIN_CONSORTIUM", "BORDIN_REGISTRY_DIR"},
     "export": set(),
+    "config": INGEST - KEY,  # a dry run keys with a throwaway key
+    "reprocess": INGEST,
 }
 EVERYWHERE = {"BORDIN_HOME", "BORDIN_TIMING"}
 ALL_VARIABLES = set().union(*READS.values()) | EVERYWHERE

@@ -32,6 +32,14 @@ class _Help(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpF
         return super()._get_help_string(action)
 
 
+class _TopHelp(_Help):
+    """`bordin -h`: the command column wide enough for the longest name (`reprocess`)."""
+
+    def __init__(self, prog: str) -> None:
+        super().__init__(prog)
+        self._action_max_length = 15
+
+
 def _command(
     sub: argparse._SubParsersAction, name: str, help: str, description: str | None = None
 ) -> argparse.ArgumentParser:
@@ -55,14 +63,67 @@ def _print(obj: object) -> None:
 
 
 def cmd_nightly(args: argparse.Namespace) -> int:
+    from ingestion.site_summary import summary_table
+    from warehouse import progress
     from warehouse.airflow_runner import run_nightly
 
-    state = run_nightly(date.fromisoformat(args.date))
-    print(f"bordin_nightly {args.date}: {state}")
+    print(f"bordin_nightly {args.date}: ingest each site, build, check, release")
+    airflow_log = paths().airflow_home / "logs" / f"bordin-nightly-{args.date}.log"
+    with progress.terminal_only(airflow_log) as terminal, progress.watching(terminal) as night:
+        state = run_nightly(date.fromisoformat(args.date))
+    if night.ingested:
+        print("\nper site (files read tonight; quarantine records by rule):")
+        for line in summary_table(night.ingested):
+            print(line)
+    if state != "success":
+        what = night.failure or "a task failed (see the Airflow task logs)"
+        print(f"\nbordin_nightly {args.date} FAILED at {what}", file=sys.stderr)
+        for line in night.failure_detail:
+            print(f"  {line}", file=sys.stderr)
+        print(f"Airflow's log of this run: {airflow_log}", file=sys.stderr)
+        return 1
     latest = paths().releases / "latest"
-    if state == "success" and latest.is_symlink():
-        print(f"latest release: {os.readlink(latest)} ({latest})")
-    return 0 if state == "success" else 1
+    release = night.release or {}
+    release_id = release.get("release_id") or (os.readlink(latest) if latest.is_symlink() else None)
+    print(f"\nbordin_nightly {args.date}: success")
+    if release_id:
+        print(f"release {release_id}: {paths().releases / release_id} (latest: {latest})")
+    return 0
+
+
+def cmd_config(args: argparse.Namespace) -> int:
+    from ingestion.config_check import check_consortium, format_checks
+
+    _, checks = check_consortium(date.fromisoformat(args.date))
+    for line in format_checks(paths().consortium_file, checks):
+        print(line)
+    return 1 if any(c.error for c in checks) else 0
+
+
+def cmd_reprocess(args: argparse.Namespace) -> int:
+    from ingestion.reprocess import ReprocessRefusedError, reprocess_site
+    from ingestion.site_summary import site_summary_lines
+
+    try:
+        result = reprocess_site(args.site, args.date)
+    except ReprocessRefusedError as exc:
+        print(f"bordin reprocess: {exc}", file=sys.stderr)
+        return 1
+    for night, replayed in zip(result.nights, result.replay, strict=True):
+        print(f"replayed night {night[0]}: {', '.join(night[1])}")
+        for line in site_summary_lines(replayed):
+            print(f"  {line}")
+    if result.not_yet_ingested:
+        print(f"not yet ingested (left for the next ingest): {', '.join(result.not_yet_ingested)}")
+    if result.no_op:
+        print(f"site {args.site}: nothing differs from the event log; no-op recorded")
+    else:
+        print(
+            f"site {args.site}: reprocessed into event log version {result.event_log_version}: "
+            f"{result.recorded} recorded, {result.amended} amended, {result.retracted} retracted, "
+            f"{result.withdrawn} withdrawn (reason 'reprocessed', batch {result.batch_id})"
+        )
+    return 0
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
@@ -192,7 +253,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="bordin", description=__doc__, epilog=epilog(), formatter_class=_Help
+        prog="bordin", description=__doc__, epilog=epilog(), formatter_class=_TopHelp
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     demo = _command(
@@ -232,6 +293,42 @@ def build_parser() -> argparse.ArgumentParser:
                 metavar="SITE",
                 help="site id (repeatable); every site when omitted",
             )
+    config = _command(
+        sub,
+        "config",
+        help="validate the consortium file, then dry-run each site on its newest delivery",
+        description="Validate the consortium file (every key, at every level), then dry-run "
+        "each site's newest export through the real intake into a throwaway folder with a "
+        "throwaway key: nothing is written to $BORDIN_HOME and no pseudonym key is needed. "
+        "Prints per site the files found, rows, administrations accepted and quarantined, and "
+        "the quarantine records by rule with one example each (row and column, never a value).",
+    )
+    config.add_argument("action", choices=["check"], help="check: validate and dry-run")
+    config.add_argument(
+        "--date",
+        default=_today_utc(),
+        metavar="YYYY-MM-DD",
+        help="the logical date the dry run uses (future-date checks); today in UTC when omitted",
+    )
+    config.set_defaults(func=cmd_config)
+    reprocess = _command(
+        sub,
+        "reprocess",
+        help="re-derive a site from its retained deliveries under the current configuration",
+        description="Replay every delivery the site's inbox still holds, night by night in "
+        "the order they were first ingested, under the current configuration and rules "
+        "(files rejected under an earlier configuration are read again), then append what "
+        "differs from the event log as recorded / amended / retracted events with reason "
+        "'reprocessed', and an audit record. Running it again with no change records a no-op.",
+    )
+    reprocess.add_argument("--site", required=True, help="the site id, as in consortium.yml")
+    reprocess.add_argument(
+        "--date",
+        default=_today_utc(),
+        metavar="YYYY-MM-DD",
+        help="the logical date the new events carry; today in UTC when omitted",
+    )
+    reprocess.set_defaults(func=cmd_reprocess)
     build = _command(sub, "build", help="run dbt over the event log into the build warehouse")
     build.add_argument(
         "--threads",

@@ -49,6 +49,14 @@ _READS: dict[str, tuple[str, ...]] = {
     "diff": (),
     "erase": (*_KEY, "BORDIN_CONSORTIUM", "BORDIN_REGISTRY_DIR"),
     "export": (),
+    "config": (
+        "BORDIN_CONSORTIUM",
+        "BORDIN_REGISTRY_DIR",
+        "BORDIN_INTAKE_MEMORY",
+        "BORDIN_INTAKE_THREADS",
+        "BORDIN_QUIET_PERIOD_SECONDS",
+    ),
+    "reprocess": _INGEST,
 }
 
 EXIT_STATUS = """exit status:

@@ -23,21 +23,25 @@ from ingestion.registry import default_registry
 from ingestion.settings import Paths, paths
 from warehouse.build import BUILD_INPUTS, build, planned_inputs
 from warehouse.erasure import erasures_after, publish_lock_path
+from warehouse.progress import reported
 from warehouse.release import publish
 from warehouse.step_errors import GateFailedError
 
 log = logging.getLogger(__name__)
 
 
+@reported("list sites")
 def site_ids(where: Paths | None = None) -> list[str]:
     where = where or paths()
     return sorted(load_consortium(where.consortium_file, default_registry()).sites)
 
 
+@reported("ingest")
 def ingest_step(site_id: str, logical_date: str | date, where: Paths | None = None) -> dict:
     return ingest_site(site_id, logical_date, where=where or paths()).as_dict()
 
 
+@reported("build")
 def build_step(where: Paths | None = None, threads: int | None = None, force: bool = False) -> dict:
     """Rebuild the marts, unless nothing they are computed from changed since the last build
     that passed the gate: then the build is a recorded no-op and that build stands.
@@ -103,6 +107,7 @@ def gate_inputs(where: Paths) -> dict:
     }
 
 
+@reported("check")
 def check_step(where: Paths | None = None, force: bool = False) -> dict:
     """Run the GX gate over the built marts; raise (failing the task) unless it passed.
 
@@ -145,6 +150,7 @@ def check_step(where: Paths | None = None, force: bool = False) -> dict:
     return summary
 
 
+@reported("release")
 def release_step(logical_date: str | date, where: Paths | None = None) -> dict:
     """Publish from the build that passed the gate; refuses a build the gate did not pass, and
     a build pinned before an erasure (it may hold the erased client: see warehouse/erasure.py).
