@@ -29,7 +29,13 @@ from ingestion.settings import Paths
 from warehouse.airflow_runner import airflow_env
 
 AIRFLOW = Path(sys.executable).with_name("airflow")
-SERVICES = ("api-server", "scheduler", "dag-processor")
+# The scheduler's log server would listen on every interface; the api-server reads the task
+# logs from the shared AIRFLOW_HOME instead, so the whole stack stays on localhost.
+SERVICES = {
+    "api-server": ["api-server"],
+    "scheduler": ["scheduler", "--skip-serve-logs"],
+    "dag-processor": ["dag-processor"],
+}
 DUCKDB_POOL = ("bordin_duckdb", "1", "Serialises writers of the DuckDB build database")
 
 
@@ -88,8 +94,6 @@ def deployment_env(home: Path, sql_conn: str, api_port: int) -> dict[str, str]:
         "AIRFLOW__API__WORKERS": "1",
         "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_hex(32),
         "AIRFLOW__API__SECRET_KEY": secrets.token_hex(32),
-        # The LocalExecutor's log server; a free port, so two stacks never collide.
-        "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
         "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
         # Runs happen only when triggered: no scheduled run races the one a test triggers.
         "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
@@ -196,10 +200,10 @@ def airflow_stack(home: Path, logs: Path) -> Iterator[Stack]:
         try:
             _run(["db", "migrate"], env, logs / "db-migrate.log")
             _run(["pools", "set", *DUCKDB_POOL], env, logs / "pools.log")
-            for name in SERVICES:
+            for name, args in SERVICES.items():
                 out = (logs / f"{name}.log").open("ab")
                 stack.processes[name] = subprocess.Popen(
-                    [str(AIRFLOW), name],
+                    [str(AIRFLOW), *args],
                     env=env,
                     stdout=out,
                     stderr=subprocess.STDOUT,
