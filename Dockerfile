@@ -14,12 +14,11 @@ RUN mkdir -p /opt/bordin && chown airflow:0 /opt/bordin
 USER airflow
 WORKDIR /opt/bordin
 
-# The same fully pinned dependency set as `make venv`, installed without resolution.
-# requirements.lock has no Postgres driver (the embedded default runs on SQLite), so the
-# metadata-DB driver is pinned here.
+# The same fully pinned dependency set as `make venv`, installed without resolution. It holds
+# both Postgres drivers the metadata DB needs (psycopg2-binary for Airflow's sync engine,
+# asyncpg for its async one).
 COPY --chown=airflow:0 requirements.lock ./
-RUN pip install --no-deps -r requirements.lock \
- && pip install --no-deps psycopg2-binary==2.9.13
+RUN pip install --no-deps -r requirements.lock
 
 # The project itself. Installed in editable mode from /opt/bordin so that the code's
 # REPO_ROOT (ingestion/settings.py) is /opt/bordin, where docker-compose.yml mounts

@@ -84,6 +84,7 @@ def _fast_tier_guard(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyP
 _HEAVIEST_FIRST = (
     "test_crash_safety",
     "test_end_to_end",
+    "test_real_scheduler",
     "test_release",
     "test_lifecycle",
     "test_release_identifiers",
