@@ -473,3 +473,23 @@ def test_bern_codes_each_episodes_ending_on_its_last_session(
     config = yaml.safe_load((home / "consortium.yml").read_text())
     (bern,) = [s for s in config["sites"] if s["site_id"] == "bern"]
     assert bern["ending"]["column"] == "ending_status"
+
+
+def test_every_format_ingests_under_a_small_memory_limit(
+    home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Regression: the quarantine text of an SPSS row expanded a strip macro per item; with
+    OQ-45.2's 45 items the expression's working vectors alone overran a 300 MB limit, so the
+    1 GB bench file (and this 360-client one) failed with DuckDB's OutOfMemoryException. The
+    memory a file needs must not depend on the number of items either."""
+    from ingestion.ingest import ingest_site
+    from ingestion.intake.engine import MEMORY_ENV
+
+    monkeypatch.setenv(MEMORY_ENV, "256MB")
+    summary = write_demo_consortium(home)
+    exports = []
+    for site in summary.sites:
+        exports += [f for f in ingest_site(site, DEMO_LOGICAL_DATE).files if f.kind == "export"]
+    assert all(f.status == "ingested" for f in exports), [f.detail for f in exports]
+    assert sum(f.offered for f in exports) == summary.administrations
+    assert sum(f.quarantined for f in exports) == summary.planted_bad_rows

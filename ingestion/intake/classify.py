@@ -184,7 +184,7 @@ def _classify(
     def listed(template: str) -> str:
         return f"list_slice([{', '.join(template.format(k=k) for k in ks)}], 1, n_items)"
 
-    top_code = f"greatest({', '.join(f'c{k}' for k in ks)})"
+    top_code = "top_code"
     missing = listed("m{k}") if coded else "CAST(NULL AS VARCHAR[])"
     any_missing = f"coalesce({', '.join(f'm{k}' for k in ks)}) IS NOT NULL" if coded else "false"
     # An accepted administration has no item off the scale: its numbers are its values.
@@ -252,6 +252,13 @@ def _classify(
             SELECT *, {columns("v")} FROM usable
         ), checked AS (
             SELECT *, {columns("c")} FROM numbered
+        ), summed AS (
+            -- Lists of item checks are built once, here, and the strip macro is applied
+            -- through one lambda: expanded per item (45 of them) in the quarantine text,
+            -- the expression's working vectors alone exceeded the memory limit.
+            SELECT *, greatest({", ".join(f"c{k}" for k in ks)}) AS top_code,
+                   {listed("c{k}")} AS codes
+            FROM checked
         ), statused AS (
             SELECT *,
                 CASE
@@ -267,7 +274,7 @@ def _classify(
                     WHEN {row_problem} OR {item_problem} THEN {QUARANTINED}
                     ELSE {ACCEPTED}
                 END AS status
-            FROM checked
+            FROM summed
         )
         SELECT CAST(status AS TINYINT) AS status, ragged, form, instrument,
                {_case("form", {j: quote(f.rater_role) for j, f in forms.items()}, "NULL")}
@@ -292,9 +299,9 @@ def _classify(
                    date_bad := parsed_date IS NULL, date_future := {future},
                    unfinished := coalesce(unfinished, false),
                    status_held := {status_held}, form_status, finished_raw, progress_raw,
-                   texts := {listed("pystrip(coalesce(u{k}, ''))")},
-                   bad := {listed("c{k} = 2")},
-                   off := {listed("c{k} = 3")})) END AS problem
+                   texts := list_transform({listed("u{k}")}, x -> pystrip(coalesce(x, ''))),
+                   bad := list_transform(codes, c -> c = 2),
+                   off := list_transform(codes, c -> c = 3))) END AS problem
         FROM statused
         """
     )
