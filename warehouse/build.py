@@ -11,6 +11,7 @@ from __future__ import annotations
 import ctypes
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -30,6 +31,10 @@ from ingestion.registry import load_registry
 from ingestion.settings import DBT_PROJECT_DIR, INSTRUMENTS_DIR, REPO_ROOT, Paths, paths
 from warehouse import parse_cache
 from warehouse.writer_lock import exclusive_writer
+
+# DuckDB's temp folder for the build (profiles.yml, relative to the build folder dbt runs in):
+# past the memory limit ($BORDIN_BUILD_MEMORY) it spills here, on the data root's disk.
+SPILL_DIR = "duckdb_tmp"
 
 
 class BuildError(RuntimeError):
@@ -238,12 +243,14 @@ def _run_dbt(
 def _remove_unfinished(fresh: Path) -> None:
     for path in (fresh, fresh.with_suffix(".duckdb.wal")):
         path.unlink(missing_ok=True)
+    shutil.rmtree(fresh.parent / SPILL_DIR, ignore_errors=True)
 
 
 def default_threads() -> int:
-    """dbt runs independent models and tests side by side on every core. The marts' bytes do
-    not depend on it: each model's SQL runs on one DuckDB thread (profiles.yml), which is what
-    fixes the order floating-point sums add up in."""
+    """dbt runs independent models side by side, and DuckDB each model, on every core
+    (profiles.yml). The marts' bytes do not depend on it: every sum that feeds a mart adds
+    exact DECIMALs or adds in a fixed order (macros/exact.sql), so no result depends on the
+    order threads finish in."""
     configured = os.environ.get("BORDIN_DBT_THREADS", "").strip()
     return int(configured) if configured else max(1, os.cpu_count() or 1)
 
@@ -346,6 +353,7 @@ def build(
             _remove_unfinished(fresh)  # a failed build leaves nothing behind
             raise
         os.replace(fresh, target_db)
+        shutil.rmtree(build_dir / SPILL_DIR, ignore_errors=True)  # spilled pages, if any
         result = BuildResult(
             event_log_version=pinned,
             quarantine_version=quarantine_version,
