@@ -114,17 +114,33 @@ def dbt_vars(overrides: dict | None = None) -> dict:
     return dict(sorted({**(project.get("vars") or {}), **(overrides or {})}.items()))
 
 
-def consortium_vars(rules: Rules) -> dict:
-    """dbt vars that come from the consortium file the build scores with, not from dbt.
+# Prorated and mean scores (answered mean x items, 10 x mean) fall between the response grid's
+# points: they are published with this many decimals more than the registry's finest grid.
+SCORE_EXTRA_DECIMALS = 2
 
-    `release_calendar_dates` enables fct_session_calendar. Read from the rule set (a rebuild
-    reads the release's own copy), so a rebuild builds the same marts the release had.
+
+def score_decimals(registry_dir: Path) -> int:
+    """The scale of every score column (DECIMAL(18, s) in the marts): the finest response grid in
+    the registry (0 for integer items, 1 for a 0.1-step VAS) plus SCORE_EXTRA_DECIMALS."""
+    registry = load_registry(registry_dir)
+    return max(i.item_decimals for i in registry.instruments.values()) + SCORE_EXTRA_DECIMALS
+
+
+def consortium_vars(rules: Rules) -> dict:
+    """dbt vars that come from the rule set the build scores with, not from dbt.
+
+    `release_calendar_dates` (the consortium file) enables fct_session_calendar;
+    `score_decimals` (the registry) is the scale of every score column. Read from the rule set
+    (a rebuild reads the release's own copy), so a rebuild builds the same marts the release had.
     """
     try:
         consortium = load_consortium(rules.consortium_file, load_registry(rules.registry_dir))
     except ConfigError as exc:
         raise BuildError(f"the consortium file does not load: {exc}") from exc
-    return {"release_calendar_dates": consortium.release.calendar_dates}
+    return {
+        "release_calendar_dates": consortium.release.calendar_dates,
+        "score_decimals": score_decimals(rules.registry_dir),
+    }
 
 
 def dbt_manifest_path(build_db: Path) -> Path:

@@ -73,3 +73,13 @@
 {% macro ordered_sum(x, order_by) -%}
     sum({{ x }} order by {{ order_by }})
 {%- endmacro %}
+
+{#- A score on an instrument's scale, published exactly: DECIMAL at the registry's precision
+    (var score_decimals, set by the build from the registry), rounded half away from zero. -#}
+{% macro score_type() -%}
+    decimal(18, {{ var('score_decimals') }})
+{%- endmacro %}
+
+{% macro as_score(x) -%}
+    cast(round(({{ x }}), {{ var('score_decimals') }}) as {{ score_type() }})
+{%- endmacro %}
