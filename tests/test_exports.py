@@ -13,6 +13,7 @@ import datetime as dt
 import hashlib
 import json
 import math
+from decimal import Decimal
 from pathlib import Path
 
 import pyarrow as pa
@@ -290,7 +291,10 @@ def _check_stat_file(path: Path, table: pa.Table, mart: str, fmt: str) -> None:
         else:
             assert labels is None, key
             assert [_missing(g) for g in got] == [v is None for v in values], key
-            assert [g for g in got if not _missing(g)] == [v for v in values if v is not None]
+            # DECIMAL scores are held as doubles in SPSS / Stata: the double nearest the value.
+            assert [g for g in got if not _missing(g)] == [
+                float(v) if isinstance(v, Decimal) else v for v in values if v is not None
+            ]
 
 
 def _check_csv(path: Path, table: pa.Table) -> None:
@@ -308,6 +312,8 @@ def _check_csv(path: Path, table: pa.Table) -> None:
                 assert float(cell) == value
             elif isinstance(value, int):
                 assert int(cell) == value
+            elif isinstance(value, Decimal):
+                assert Decimal(cell) == value and cell == str(value)  # "12.000": exact
             elif isinstance(value, dt.date):
                 assert dt.date.fromisoformat(cell) == value
             else:

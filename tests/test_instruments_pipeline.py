@@ -182,14 +182,15 @@ def test_alliance_totals_of_every_alliance_form(nine_db: Path) -> None:
 def test_outcome_totals_and_caseness_of_every_outcome_form(nine_db: Path) -> None:
     rows = _rows(
         nine_db,
-        "SELECT instrument, session_number, round(total, 6), at_caseness, direction "
+        "SELECT instrument, session_number, CAST(total AS DOUBLE), at_caseness, direction "
         "FROM marts.fct_outcome_session ORDER BY instrument, session_number",
     )
     assert rows == [
         # CORE-10 raw all 3: items 2, 3 -> 4 - 3 = 1: 8 x 3 + 2 = 26, 10 x 26 / 10 = 26 >= 11.
         ("core10", 1, 26.0, True, "higher_is_worse"),
-        # Session 2: item 10 blank, raw 1 elsewhere: 7 x 1 + 2 x 3 = 13, 10 x 13 / 9 = 14.444.
-        ("core10", 2, 14.444444, True, "higher_is_worse"),
+        # Session 2: item 10 blank, raw 1 elsewhere: 7 x 1 + 2 x 3 = 13, 10 x 13 / 9 = 14.444
+        # (scores are DECIMAL at 3 decimals: 14.4444... is published as 14.444).
+        ("core10", 2, 14.444, True, "higher_is_worse"),
         ("gad7", 1, 7.0, False, "higher_is_worse"),
         # OQ-45.2 raw all 1: 36 plain items + 9 reversed (4 - 1 = 3) x 3 = 63 < 64.
         ("oq45", 1, 63.0, False, "higher_is_worse"),
@@ -206,13 +207,13 @@ def test_outcome_totals_and_caseness_of_every_outcome_form(nine_db: Path) -> Non
 def test_ors_change_counts_a_rise_as_improvement(nine_db: Path) -> None:
     rows = _rows(
         nine_db,
-        "SELECT instrument, round(change, 6), reliable_improvement, reliable_deterioration "
+        "SELECT instrument, CAST(change AS DOUBLE), reliable_improvement, reliable_deterioration "
         "FROM marts.fct_episode_outcome WHERE instrument IN ('ors', 'core10') "
         "ORDER BY instrument",
     )
     assert rows == [
-        # CORE-10 26 -> 14.444: down 11.556 = better by more than 6.
-        ("core10", 11.555556, True, False),
+        # CORE-10 26 -> 14.4444...: down 11.5555... = 11.556 at 3 decimals, better by > 6.
+        ("core10", 11.556, True, False),
         # ORS 23.1 -> 30.6: up 7.5 = better by more than 5.
         ("ors", 7.5, True, False),
     ]

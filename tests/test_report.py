@@ -83,7 +83,10 @@ def test_small_cells_are_shown_as_hidden(report: str) -> None:
     # 5 and 4 clients per site: below the default threshold of 11.
     kpis = report[report.index('id="kpis"') : report.index('id="therapists"')]
     assert kpis.count('class="hidden"') >= 4
-    assert "&lt;11" in kpis
+    # Shown as "suppressed", never as a number-like "<11" (a mean is not "less than 11").
+    cells = re.findall(r'<td class="hidden"[^>]*>([^<]*)</td>', kpis)
+    assert len(cells) >= 4 and set(cells) == {"suppressed"}
+    assert "&lt;11" not in kpis
     # Too few ratings per session for a trajectory; no therapist has 5 clients.
     assert "No session has at least 11 alliance ratings" in report
     assert "No therapist has at least 5 clients" in report

@@ -11,6 +11,7 @@ from __future__ import annotations
 import ctypes
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -30,6 +31,10 @@ from ingestion.registry import load_registry
 from ingestion.settings import DBT_PROJECT_DIR, INSTRUMENTS_DIR, REPO_ROOT, Paths, paths
 from warehouse import parse_cache
 from warehouse.writer_lock import exclusive_writer
+
+# DuckDB's temp folder for the build (profiles.yml, relative to the build folder dbt runs in):
+# past the memory limit ($BORDIN_BUILD_MEMORY) it spills here, on the data root's disk.
+SPILL_DIR = "duckdb_tmp"
 
 
 class BuildError(RuntimeError):
@@ -109,17 +114,33 @@ def dbt_vars(overrides: dict | None = None) -> dict:
     return dict(sorted({**(project.get("vars") or {}), **(overrides or {})}.items()))
 
 
-def consortium_vars(rules: Rules) -> dict:
-    """dbt vars that come from the consortium file the build scores with, not from dbt.
+# Prorated and mean scores (answered mean x items, 10 x mean) fall between the response grid's
+# points: they are published with this many decimals more than the registry's finest grid.
+SCORE_EXTRA_DECIMALS = 2
 
-    `release_calendar_dates` enables fct_session_calendar. Read from the rule set (a rebuild
-    reads the release's own copy), so a rebuild builds the same marts the release had.
+
+def score_decimals(registry_dir: Path) -> int:
+    """The scale of every score column (DECIMAL(18, s) in the marts): the finest response grid in
+    the registry (0 for integer items, 1 for a 0.1-step VAS) plus SCORE_EXTRA_DECIMALS."""
+    registry = load_registry(registry_dir)
+    return max(i.item_decimals for i in registry.instruments.values()) + SCORE_EXTRA_DECIMALS
+
+
+def consortium_vars(rules: Rules) -> dict:
+    """dbt vars that come from the rule set the build scores with, not from dbt.
+
+    `release_calendar_dates` (the consortium file) enables fct_session_calendar;
+    `score_decimals` (the registry) is the scale of every score column. Read from the rule set
+    (a rebuild reads the release's own copy), so a rebuild builds the same marts the release had.
     """
     try:
         consortium = load_consortium(rules.consortium_file, load_registry(rules.registry_dir))
     except ConfigError as exc:
         raise BuildError(f"the consortium file does not load: {exc}") from exc
-    return {"release_calendar_dates": consortium.release.calendar_dates}
+    return {
+        "release_calendar_dates": consortium.release.calendar_dates,
+        "score_decimals": score_decimals(rules.registry_dir),
+    }
 
 
 def dbt_manifest_path(build_db: Path) -> Path:
@@ -238,12 +259,14 @@ def _run_dbt(
 def _remove_unfinished(fresh: Path) -> None:
     for path in (fresh, fresh.with_suffix(".duckdb.wal")):
         path.unlink(missing_ok=True)
+    shutil.rmtree(fresh.parent / SPILL_DIR, ignore_errors=True)
 
 
 def default_threads() -> int:
-    """dbt runs independent models and tests side by side on every core. The marts' bytes do
-    not depend on it: each model's SQL runs on one DuckDB thread (profiles.yml), which is what
-    fixes the order floating-point sums add up in."""
+    """dbt runs independent models side by side, and DuckDB each model, on every core
+    (profiles.yml). The marts' bytes do not depend on it: every sum that feeds a mart adds
+    exact DECIMALs or adds in a fixed order (macros/exact.sql), so no result depends on the
+    order threads finish in."""
     configured = os.environ.get("BORDIN_DBT_THREADS", "").strip()
     return int(configured) if configured else max(1, os.cpu_count() or 1)
 
@@ -346,6 +369,7 @@ def build(
             _remove_unfinished(fresh)  # a failed build leaves nothing behind
             raise
         os.replace(fresh, target_db)
+        shutil.rmtree(build_dir / SPILL_DIR, ignore_errors=True)  # spilled pages, if any
         result = BuildResult(
             event_log_version=pinned,
             quarantine_version=quarantine_version,

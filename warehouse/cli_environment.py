@@ -15,7 +15,9 @@ VARIABLES: dict[str, str] = {
     "BORDIN_INTAKE_MEMORY": "memory limit of the intake engine per file; default 768MB",
     "BORDIN_INTAKE_THREADS": "DuckDB threads of the intake engine; default every core",
     "BORDIN_QUIET_PERIOD_SECONDS": "overrides every site's quiet period before a file is read",
-    "BORDIN_DBT_THREADS": "dbt threads when --threads is not given; default every core",
+    "BORDIN_DBT_THREADS": "dbt and DuckDB threads when --threads is not given; default every core",
+    "BORDIN_BUILD_MEMORY": "DuckDB memory limit of the dbt build, which spills to build/duckdb_tmp "
+    "past it; default 1.5GiB",
     "BORDIN_EXTRA_EXPECTATIONS": "a consortium's own expectations file, merged into the gate",
     "BORDIN_TIMING": "when set (to anything), print how long the command took",
     "BORDIN_CRASH_AT": "test hook: die at this crash point (ingestion/crash_points.py)",
@@ -31,7 +33,7 @@ _INGEST = (
     "BORDIN_INTAKE_THREADS",
     "BORDIN_QUIET_PERIOD_SECONDS",
 )
-_BUILD = ("BORDIN_CONSORTIUM", "BORDIN_REGISTRY_DIR", "BORDIN_DBT_THREADS")
+_BUILD = ("BORDIN_CONSORTIUM", "BORDIN_REGISTRY_DIR", "BORDIN_DBT_THREADS", "BORDIN_BUILD_MEMORY")
 _CHECK = ("BORDIN_REGISTRY_DIR", "BORDIN_EXTRA_EXPECTATIONS")
 _NIGHT = (*_INGEST, *_BUILD, *_CHECK, "BORDIN_CRASH_AT", "BORDIN_DBT_PARSE_CACHE")
 
@@ -45,7 +47,7 @@ _READS: dict[str, tuple[str, ...]] = {
     "release": ("BORDIN_CRASH_AT",),
     "history": (*_KEY, "BORDIN_CONSORTIUM", "BORDIN_REGISTRY_DIR"),
     "verify": (),
-    "rebuild": ("BORDIN_DBT_THREADS", "BORDIN_DBT_PARSE_CACHE"),
+    "rebuild": ("BORDIN_DBT_THREADS", "BORDIN_BUILD_MEMORY", "BORDIN_DBT_PARSE_CACHE"),
     "diff": (),
     "erase": (*_KEY, "BORDIN_CONSORTIUM", "BORDIN_REGISTRY_DIR"),
     "export": (),

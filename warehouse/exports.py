@@ -156,8 +156,9 @@ def variable(f: pa.Field, column: pa.ChunkedArray, mart: str) -> Variable:
         return Variable(f.name, label, data, dict(BOOLEAN_LABELS), nominal=True)
     if pa.types.is_integer(kind):
         return Variable(f.name, label, _integers(values))
-    if pa.types.is_floating(kind):
-        data = pd.Series([float("nan") if v is None else v for v in values], dtype="float64")
+    if pa.types.is_floating(kind) or pa.types.is_decimal(kind):
+        # Scores are DECIMAL(18, s): SPSS and Stata hold them as doubles (exact to s decimals).
+        data = pd.Series([float("nan") if v is None else float(v) for v in values], dtype="float64")
         return Variable(f.name, label, data)
     if text:
         data = pd.Series(["" if v is None else v for v in values], dtype=object)

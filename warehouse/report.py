@@ -240,11 +240,16 @@ def _num(value: float | None, digits: int = 1) -> str:
     return "n/a" if value is None else f"{value:.{digits}f}"
 
 
+SUPPRESSED = "suppressed"
+
+
 def _cell(row: dict, value: Any, text: str, threshold: int, sources: Sequence[str]) -> str:
-    """A table cell: null because a source count was suppressed reads '<threshold'."""
+    """A table cell: null because a source count was suppressed reads "suppressed", the same
+    for a count, a rate or a mean: never a number-like "<11", which reads as a value."""
     hidden = set((row.get("suppressed_cells") or "").split(","))
     if value is None and hidden & set(sources):
-        return f'<td class="hidden" title="suppressed small cell">&lt;{threshold}</td>'
+        title = f"suppressed: a count from 1 to {threshold - 1}, or one that would reveal it"
+        return f'<td class="hidden" title="{_e(title)}">{SUPPRESSED}</td>'
     return f"<td>{_e(text)}</td>"
 
 
@@ -731,7 +736,8 @@ def _kpi_section(data: ReportData, params: dict) -> str:
     return (
         '<section id="kpis"><h2>Per-site KPIs</h2>'
         f"<p>From mart_site_quality. Counts from 1 to {threshold - 1}, and anything that would "
-        f"reveal one, are suppressed (shown as &lt;{threshold}); n/a = not available (e.g. no "
+        f"reveal one, are suppressed (shown as {SUPPRESSED}, as is any rate or mean computed "
+        f"from them); n/a = not available (e.g. no "
         "ending type delivered yet, or no PHQ-9 and GAD-7 pair).</p>"
         f"<table><thead><tr><th>site</th>{head}</tr></thead><tbody>{body}</tbody></table>"
         "</section>"
@@ -798,7 +804,7 @@ def _intake_section(data: ReportData) -> str:
         "<p>From mart_site_intake: files each site delivered (each counted once, by content), "
         "the rows and administrations of its exports (offered = accepted + quarantined + not "
         "administered) and the events they produced. Withdrawals count clients: from 1 to "
-        f"{threshold - 1} they are suppressed (shown as &lt;{threshold}). First and last are "
+        f"{threshold - 1} they are suppressed (shown as {SUPPRESSED}). First and last are "
         "delivery nights, not dates of anyone's session.</p>"
         f"<table><thead><tr><th>site</th>{head}<th>first</th><th>last</th></tr></thead>"
         f"<tbody>{body}</tbody></table></section>"

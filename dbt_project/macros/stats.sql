@@ -52,11 +52,11 @@
         + cast({{ g4 }} as double) / power(cast({{ df }} as double), 4))
 {%- endmacro %}
 
-{#- Pearson r only where it is defined: enough pairs and some variance (DuckDB gives NaN). -#}
+{#- Pearson r only where it is defined: enough pairs and some variance. Exact sums
+    (macros/exact.sql), so r does not depend on how many threads computed it. -#}
 {% macro defined_corr(x, y, min_n) -%}
     case
         when count({{ y }}) filter (where {{ x }} is not null) >= {{ min_n }}
-            and not isnan(corr({{ x }}, {{ y }}))
-            then corr({{ x }}, {{ y }})
+            then {{ exact_corr(x, y) }}
     end
 {%- endmacro %}

@@ -44,7 +44,8 @@ filled as (
             when r.missing_method = 'subscale_mean_rounded' and k.subscale is not null
                 then round(
                     round(
-                        avg(k.keyed_value) over (partition by k.event_id, k.subscale)
+                        {{ exact_avg('k.keyed_value',
+                            over='over (partition by k.event_id, k.subscale)') }}
                         / r.item_step
                     ) * r.item_step,
                     r.item_decimals
@@ -59,9 +60,9 @@ totals as (
         f.event_id,
         f.instrument,
         count(f.keyed_value) as items_answered,
-        avg(f.keyed_value) as answered_mean,
+        {{ exact_avg('f.keyed_value') }} as answered_mean,
         count(f.filled_value) as items_filled,
-        sum(f.filled_value) as filled_sum
+        {{ exact_sum('f.filled_value') }} as filled_sum
     from filled as f
     group by f.event_id, f.instrument
 ),
@@ -75,8 +76,8 @@ subscales as (
                 and count(f.keyed_value) > 0
                 then {{ registry_score(
                     'r.scoring', 'r.score_multiplier', 'r.missing_method', 'r.item_decimals',
-                    's.n_items', 'avg(f.keyed_value)', 'count(f.filled_value)',
-                    'sum(f.filled_value)') }}
+                    's.n_items', exact_avg('f.keyed_value'), 'count(f.filled_value)',
+                    exact_sum('f.filled_value')) }}
         end as subscale_score
     from filled as f
     inner join subscale_sizes as s on f.instrument = s.instrument and f.subscale = s.subscale

@@ -42,8 +42,8 @@ series as (
     select
         *,
         count(total) over client_series as n_scored,
-        avg(total) over client_series as client_mean,
-        stddev_samp(total) over client_series as client_sd,
+        {{ exact_avg('total', over='over client_series') }} as client_mean,
+        {{ exact_stddev_samp('total', over='over client_series') }} as client_sd,
         last_value(total ignore nulls) over (
             partition by site_id, client_pid, instrument, rater_role
             order by session_number

@@ -8,7 +8,7 @@ with early as (
         client_pid,
         instrument,
         rater_role,
-        avg(total) as early_alliance_mean,
+        {{ exact_avg('total') }} as early_alliance_mean,
         max(total) filter (where session_number = {{ last }}) as early_alliance_session,
         count(total) as early_sessions_scored
     from {{ ref('int_administrations_scored') }}

@@ -56,7 +56,7 @@ signed as (
 ),
 
 sample_sd as (
-    select instrument, stddev_samp(baseline_score) as sd_baseline
+    select instrument, {{ exact_stddev_samp('baseline_score') }} as sd_baseline
     from signed
     where change is not null
     group by instrument

@@ -48,10 +48,10 @@ windows as (
         i.postgain_score,
         count(w.total) filter (where w.session_number <= i.pregain_session) as n_pre,
         count(w.total) filter (where w.session_number >= i.postgain_session) as n_post,
-        avg(w.total) filter (where w.session_number <= i.pregain_session) as mean_pre,
-        avg(w.total) filter (where w.session_number >= i.postgain_session) as mean_post,
-        var_samp(w.total) filter (where w.session_number <= i.pregain_session) as var_pre,
-        var_samp(w.total) filter (where w.session_number >= i.postgain_session) as var_post
+        {{ exact_avg('w.total', 'w.session_number <= i.pregain_session') }} as mean_pre,
+        {{ exact_avg('w.total', 'w.session_number >= i.postgain_session') }} as mean_post,
+        {{ exact_var_samp('w.total', 'w.session_number <= i.pregain_session') }} as var_pre,
+        {{ exact_var_samp('w.total', 'w.session_number >= i.postgain_session') }} as var_post
     from intervals as i
     inner join scores as w
         on i.site_id = w.site_id

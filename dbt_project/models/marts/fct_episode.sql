@@ -34,8 +34,8 @@ select
     s.primary_alliance as alliance_instrument,
     cast(ea.early_alliance_mean as double) as early_alliance_mean,
     cast(ea.early_alliance_mean_pomp as double) as early_alliance_mean_pomp,
-    cast(ea.early_alliance_session as double) as early_alliance_session,
-    cast(ea.early_alliance_session_pomp as double) as early_alliance_session_pomp,
+    {{ as_score('ea.early_alliance_session') }} as early_alliance_session,
+    {{ as_score('ea.early_alliance_session_pomp') }} as early_alliance_session_pomp,
     -- Counts only where the series could be evaluated (var rupture_min_sessions).
     {%- for column in ['n_ruptures_k1', 'n_ruptures_k2', 'n_repaired_k1', 'n_repaired_k2'] %}
     cast(case when al.n_rupture_sessions_evaluated > 0 then al.{{ column }} end as integer)

@@ -5,7 +5,7 @@ select
     client_pid,
     cast(session_number as integer) as session_number,
     instrument,
-    cast(total as double) as total,
+    {{ as_score('total') }} as total,
     severity_band,
     at_caseness,
     cast(items_answered as integer) as items_answered,

@@ -6,7 +6,8 @@
 -- DerSimonian-Laird tau2 = max(0, (Q - (k - 1)) / (sum w - sum w^2 / sum w)), w* = 1 / (se^2 +
 -- tau2); I2 = max(0, (Q - (k - 1)) / Q). The random-effects prediction interval (Higgins,
 -- Thompson & Spiegelhalter 2009) is z* +- t_{k-2} sqrt(tau2 + se*^2), for k >= 3.
--- Everything is back-transformed with tanh.
+-- Everything is back-transformed with tanh. Sums over sites add in site order (ordered_sum), so
+-- the bytes do not depend on the thread count.
 with site_rows as (
     select m.*, s.primary_alliance, s.primary_outcome
     from {{ ref('mart_alliance_outcome_site') }} as m
@@ -24,6 +25,7 @@ effects as (
     {%- set outer = loop %}
     {%- for kind, suffix in kinds %}
     select
+        site_id,
         '{{ scope }}' as scope,
         rater_role,
         '{{ kind }}' as correlation_type,
@@ -44,15 +46,15 @@ fixed as (
         correlation_type,
         count(*) as k,
         sum(n) as n_clients,
-        sum(w) as sum_w,
-        sum(w * w) as sum_w2,
-        sum(w * z) / sum(w) as z_fixed
+        {{ ordered_sum('w', 'site_id') }} as sum_w,
+        {{ ordered_sum('w * w', 'site_id') }} as sum_w2,
+        {{ ordered_sum('w * z', 'site_id') }} / {{ ordered_sum('w', 'site_id') }} as z_fixed
     from effects
     group by scope, rater_role, correlation_type
 ),
 
 heterogeneity as (
-    select f.*, sum(e.w * (e.z - f.z_fixed) ^ 2) as q
+    select f.*, {{ ordered_sum('e.w * (e.z - f.z_fixed) ^ 2', 'e.site_id') }} as q
     from fixed as f
     inner join effects as e using (scope, rater_role, correlation_type)
     group by all
@@ -72,8 +74,9 @@ tau as (
 random as (
     select
         t.*,
-        sum(e.z / (1 / e.w + t.tau2)) / sum(1 / (1 / e.w + t.tau2)) as z_random,
-        sqrt(1 / sum(1 / (1 / e.w + t.tau2))) as se_random
+        {{ ordered_sum('e.z / (1 / e.w + t.tau2)', 'e.site_id') }}
+            / {{ ordered_sum('1 / (1 / e.w + t.tau2)', 'e.site_id') }} as z_random,
+        sqrt(1 / {{ ordered_sum('1 / (1 / e.w + t.tau2)', 'e.site_id') }}) as se_random
     from tau as t
     inner join effects as e using (scope, rater_role, correlation_type)
     group by all

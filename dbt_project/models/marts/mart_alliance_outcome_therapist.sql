@@ -21,9 +21,9 @@ therapists as (
         alliance_instrument,
         outcome_instrument,
         count(*) as n_clients,
-        avg(early_alliance) as mean_early_alliance,
-        avg(early_alliance_pomp) as mean_early_alliance_pomp,
-        avg(change) as mean_improvement
+        {{ exact_avg('early_alliance') }} as mean_early_alliance,
+        {{ exact_avg('early_alliance_pomp') }} as mean_early_alliance_pomp,
+        {{ exact_avg('change') }} as mean_improvement
     from pairs
     group by site_id, therapist_pid, alliance_instrument, outcome_instrument
     having count(*) >= {{ var('min_clients_per_therapist') }}

@@ -57,8 +57,8 @@ with episodes as (
         count(e.client_pid) filter (where e.nhs_reliable_deterioration)
             as n_nhs_reliable_deterioration,
         count(e.early_alliance_{{ rule }}) as n_early_alliance,
-        avg(e.early_alliance_{{ rule }}) as mean_early_alliance,
-        avg(e.early_alliance_{{ rule }}_pomp) as mean_early_alliance_pomp,
+        {{ exact_avg('e.early_alliance_' ~ rule) }} as mean_early_alliance,
+        {{ exact_avg('e.early_alliance_' ~ rule ~ '_pomp') }} as mean_early_alliance_pomp,
         count(e.n_ruptures_k1) as n_rupture_evaluable,
         count(e.client_pid) filter (where e.n_ruptures_k1 > 0) as n_clients_rupture_k1,
         count(e.client_pid) filter (where e.n_ruptures_k2 > 0) as n_clients_rupture_k2
