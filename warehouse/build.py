@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import ctypes
 import json
+import logging
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -30,6 +32,8 @@ from ingestion.registry import load_registry
 from ingestion.settings import DBT_PROJECT_DIR, INSTRUMENTS_DIR, REPO_ROOT, Paths, paths
 from warehouse import parse_cache
 from warehouse.writer_lock import exclusive_writer
+
+log = logging.getLogger(__name__)
 
 
 class BuildError(RuntimeError):
@@ -229,10 +233,26 @@ def _run_dbt(
     if os.environ.get("BORDIN_CRASH_AT") == "build.during_dbt":
         time.sleep(3)  # let dbt get going, then die mid-build
         crash_point("build.during_dbt")
-    stdout, stderr = proc.communicate()
+    stdout, stderr = _stream_output(proc)
     if proc.returncode == 0:
         parse_cache.keep(build_dir / "dbt_target", variables)
     return subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
+
+
+def _stream_output(proc: subprocess.Popen) -> tuple[str, str]:
+    """Log dbt's stdout line by line as it comes (its per-model lines then appear in the build
+    task's log while it runs) and return the whole stdout and stderr, like communicate()."""
+    err_chunks: list[str] = []
+    reader = threading.Thread(target=lambda: err_chunks.append(proc.stderr.read()), daemon=True)
+    reader.start()
+    out_lines: list[str] = []
+    for line in proc.stdout:
+        out_lines.append(line)
+        if line.strip():
+            log.info("dbt: %s", line.rstrip())
+    proc.wait()
+    reader.join()
+    return "".join(out_lines), "".join(err_chunks)
 
 
 def _remove_unfinished(fresh: Path) -> None:
