@@ -2,6 +2,7 @@
 
 Usage, from the repository root:
 
+    .venv/bin/pip install --no-deps -r bench/requirements-cosmos.txt  # once: not in the lock
     .venv/bin/python bench/dbt_invocation.py [--repeats 3] [--budget-minutes 10]
         [--modes local,watcher] [--keep] [--airflow-log-level WARNING]
 
@@ -26,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import importlib.util
 import json
 import os
 import platform
@@ -649,6 +651,13 @@ def main() -> int:
         run_child(args.child)
         return 0
 
+    if importlib.util.find_spec("cosmos") is None:
+        print(
+            "astronomer-cosmos is not installed (it is kept out of the runtime lock); install "
+            "it with: .venv/bin/pip install --no-deps -r bench/requirements-cosmos.txt",
+            file=sys.stderr,
+        )
+        return 2
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
     tmp = Path(tempfile.mkdtemp(prefix="bordin-bench-"))
     home = tmp / "home"

@@ -1,9 +1,14 @@
 """The release gate: validate the dbt marts with real Great Expectations before publishing.
 
-GX 1.24 cannot validate DuckDB through SQL (it closes the connection before fetching), so the gate
-pulls each mart into pandas over a read-only connection, releases the file, and validates the
-DataFrames. The checks live in a declarative YAML suite (`suites/marts.yml`) so a consortium can
-add its own without code. Statuses follow OHDSI DataQualityDashboard semantics: an expectation
+GX 1.24 cannot validate DuckDB through SQL (it closes the connection before fetching), and a
+whole mart in pandas grows with the consortium. So the gate validates bounded batches pulled
+over one read-only connection (expectations/views.py: which batch serves which expectation,
+expectations/sources.py: how it is read), through one GX Checkpoint per mart and view, and
+combines the batch verdicts. With a results folder, GX's file context stores every validation
+result and builds Data Docs there (restricted: stored results may quote values).
+
+The checks live in a declarative YAML suite (`suites/marts.yml`) so a consortium can add its
+own without code. Statuses follow OHDSI DataQualityDashboard semantics: an expectation
 that errors blocks the release like one that fails, and one with no applicable rows is
 'not_applicable', never 'passed'.
 """
@@ -20,24 +25,36 @@ import hashlib  # noqa: E402
 import json  # noqa: E402
 import logging  # noqa: E402
 import re  # noqa: E402
+import shutil  # noqa: E402
 import warnings  # noqa: E402
 from collections import Counter  # noqa: E402
-from collections.abc import Iterable, Mapping  # noqa: E402
+from collections.abc import Iterator, Mapping  # noqa: E402
 from dataclasses import dataclass, field  # noqa: E402
+from datetime import UTC, datetime  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
-import duckdb  # noqa: E402
 import great_expectations as gx  # noqa: E402
 import great_expectations.expectations as gxe  # noqa: E402
 import pandas as pd  # noqa: E402
 import yaml  # noqa: E402
+from great_expectations.core.run_identifier import RunIdentifier  # noqa: E402
 from great_expectations.data_context.types.base import ProgressBarsConfig  # noqa: E402
 
-from expectations import EXTRA_ENV  # noqa: E402
+from expectations import EXTRA_ENV, views  # noqa: E402
+from expectations.sources import (  # noqa: E402
+    DEFAULT_CHUNK_ROWS,
+    SITE_COLUMN,
+    DuckDBSource,
+    FrameSource,
+    MartSource,
+    partitions_for,
+)
+from ingestion.config_errors import ConfigError  # noqa: E402
 
 DEFAULT_SUITE = Path(__file__).resolve().parent / "suites" / "marts.yml"
-MARTS_SCHEMA = "marts"
+CHUNK_ROWS_ENV = "BORDIN_GATE_CHUNK_ROWS"
+GATE_RUNS_KEPT = 7  # gate runs whose stored GX results and Data Docs pages are kept
 
 # The columns each mart must have (names fixed; dbt may add more). The suite's column checks
 # repeat them, and registry ranges apply only to marts with `instrument` and `total`.
@@ -221,6 +238,20 @@ class ExpectationOutcome:
     status: str  # 'passed' | 'failed' | 'error' | 'not_applicable'
     observed: str | None
     message: str | None
+    unexpected: int | None = None  # failed row-level checks: how many rows
+    sites: tuple[str, ...] | None = None  # failed checks: the sites whose rows failed, if known
+
+    def release_line(self) -> dict[str, Any]:
+        """This outcome as the release may show it: counts and site ids, never row values."""
+        return {
+            "rule": f"{self.mart}.{self.id}",
+            "category": self.category,
+            "status": self.status,
+            "observed": self.observed,
+            "unexpected_rows": self.unexpected,
+            "sites_affected": list(self.sites) if self.sites is not None else None,
+            "message": self.message,
+        }
 
 
 @dataclass(frozen=True)
@@ -230,6 +261,8 @@ class GateResult:
     outcomes: list[ExpectationOutcome]
     suite_sha256: str | None = None
     gx_version: str = field(default=gx.__version__)
+    data_docs: str | None = None  # index.html of the Data Docs (restricted area), if built
+    batches: int = 0  # bounded batches validated
 
     @property
     def success(self) -> bool:
@@ -255,6 +288,8 @@ class GateResult:
                 for o in self.outcomes
                 if o.status in ("failed", "error")
             ],
+            "checks": [o.release_line() for o in self.outcomes],
+            "batches": self.batches,
             "gx_version": self.gx_version,
             "suite_sha256": self.suite_sha256,
         }
@@ -284,6 +319,14 @@ def _check_entry(entry: Any, source: str, mart: str, index: int) -> dict[str, An
     etype, kwargs = entry["type"], entry["kwargs"]
     if etype not in EXPECTATION_TYPES:
         raise _problem(source, mart, eid, f"unknown expectation type {etype!r}")
+    if views.view_of(etype) is None:
+        raise _problem(
+            source,
+            mart,
+            eid,
+            f"{etype} cannot be checked in bounded memory by the gate (it needs the whole "
+            "column at once); use a row-level, uniqueness, min/max, distinct-set or table check",
+        )
     if entry["category"] not in CATEGORIES:
         raise _problem(
             source,
@@ -491,10 +534,15 @@ def _quiet_gx_loggers() -> None:
             logger.setLevel(logging.WARNING)
 
 
-def _quiet_context() -> Any:
-    """An in-memory GX context with no progress bars and no usage statistics."""
+def _context(results_dir: Path | None) -> Any:
+    """A GX context with no progress bars: file-backed under `results_dir` (suites, checkpoints,
+    stored validation results and Data Docs persist there), or in memory when None."""
     _quiet_gx_loggers()
-    context = gx.get_context(mode="ephemeral")
+    if results_dir is None:
+        context = gx.get_context(mode="ephemeral")
+    else:
+        results_dir.mkdir(parents=True, exist_ok=True)
+        context = gx.get_context(mode="file", project_root_dir=str(results_dir))
     context.variables.progress_bars = ProgressBarsConfig(globally=False)
     return context
 
@@ -504,99 +552,278 @@ def _suite_sha256(suite: Mapping[str, Any]) -> str:
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
 
-def _validate_mart(
-    datasource: Any, mart: str, frame: Any, entries: list[dict[str, Any]]
-) -> list[ExpectationOutcome]:
-    """Run one mart's expectations as one GX suite, so GX shares metrics between them."""
+class _Runner:
+    """One gate run: one GX Checkpoint per mart and view, run once per bounded batch.
 
-    def outcome(entry: dict[str, Any], status: str, observed: str | None, message: str | None):
-        return ExpectationOutcome(
-            mart, entry["id"], entry["type"], entry["category"], status, observed, message
+    Every batch's validation result is stored by GX (in the file context: under
+    uncommitted/validations/), each under its own run name, so nothing overwrites another.
+    """
+
+    def __init__(self, context: Any, chunk_rows: int, run_name: str) -> None:
+        self.context = context
+        self.chunk_rows = chunk_rows
+        self.run_name = run_name
+        # One run time for every batch of this gate run: stored results group by it.
+        self.run_time = datetime.now(UTC)
+        self.datasource = context.data_sources.add_or_update_pandas(name="bordin_marts")
+        self.batches = 0
+        self._probe: Any = None
+
+    def checkpoint(self, name: str, built: list[gxe.Expectation]) -> Any:
+        suite = self.context.suites.add_or_update(
+            gx.ExpectationSuite(name=name, expectations=[e.copy() for e in built])
+        )
+        batch_definition = self.datasource.add_dataframe_asset(
+            name=name
+        ).add_batch_definition_whole_dataframe(name)
+        definition = self.context.validation_definitions.add_or_update(
+            gx.ValidationDefinition(name=name, data=batch_definition, suite=suite)
+        )
+        return self.context.checkpoints.add_or_update(
+            gx.Checkpoint(
+                name=name, validation_definitions=[definition], actions=[], result_format="BASIC"
+            )
         )
 
+    def validate_one(self, expectation: gxe.Expectation, frame: pd.DataFrame) -> Any:
+        """One expectation on one frame, not stored: used only to name the failing sites."""
+        if self._probe is None:
+            self._probe = self.datasource.add_dataframe_asset(
+                name="bordin_site_probe"
+            ).add_batch_definition_whole_dataframe("bordin_site_probe")
+        batch = self._probe.get_batch(batch_parameters={"dataframe": frame})
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            return batch.validate(expectation, result_format="BASIC")
+
+    def run(self, checkpoint: Any, frame: pd.DataFrame, label: str) -> dict[str, Any]:
+        """Validate one batch; results keyed by the gate's expectation id."""
+        self.batches += 1
+        run_id = RunIdentifier(run_name=f"{self.run_name}:{label}", run_time=self.run_time)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            outcome = checkpoint.run(batch_parameters={"dataframe": frame}, run_id=run_id)
+        found: dict[str, Any] = {}
+        for validation in outcome.run_results.values():
+            for res in validation.results:
+                found[(res.expectation_config.meta or {}).get(_META_KEY)] = res
+        return found
+
+
+def _batches(
+    source: MartSource, mart: str, view: str, columns: tuple[str, ...], chunk_rows: int
+) -> Iterator[pd.DataFrame]:
+    """Bounded frames for one view of one mart (expectations/sources.py). Row and key batches
+    carry site_id too, so a failure can be traced to its sites."""
+    if view == views.SHAPE:
+        yield source.shape(mart)
+    elif view == views.COUNT:
+        yield pd.DataFrame(index=pd.RangeIndex(source.row_count(mart)))
+    elif view == views.DISTINCT:
+        yield source.distinct(mart, columns)
+    elif view == views.ROWS:
+        yield from source.rows(mart, _with_site(columns))
+    else:  # KEYS: rows with equal keys hash to the same partition
+        parts = partitions_for(source.row_count(mart), chunk_rows)
+        yield from source.key_partitions(mart, _with_site(columns), columns, parts)
+
+
+def _with_site(columns: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(dict.fromkeys((*columns, SITE_COLUMN)))
+
+
+def _failing_sites(
+    runner: _Runner, view: str, entry: dict, built: Any, frame: pd.DataFrame
+) -> set[str] | None:
+    """The sites whose rows fail `entry` in this batch: GX re-run on each site's rows.
+
+    Only for failing batches, so a passing gate pays nothing. None when the batch has no
+    site_id, or for a key without site_id (a duplicate may span sites: no one site to name).
+    """
+    if SITE_COLUMN not in frame.columns or view not in (views.ROWS, views.KEYS):
+        return None
+    if view == views.KEYS and SITE_COLUMN not in views.key_columns(entry["kwargs"]):
+        return None
+    sites: set[str] = set()
+    for site, rows in frame.groupby(SITE_COLUMN, dropna=False, sort=True):
+        result = runner.validate_one(built, rows)
+        if views.batch_failed(result):
+            sites.add("(no site)" if pd.isna(site) else str(site))
+    return sites
+
+
+def _plan(entries: list[dict[str, Any]]) -> dict[tuple[str, tuple[str, ...]], list[dict]]:
+    """Group a mart's expectations by the view (and columns) they are validated on."""
+    rows_columns: list[str] = []
+    plan: dict[tuple[str, tuple[str, ...]], list[dict]] = {}
+    for entry in entries:
+        view = views.view_for(entry["type"], entry["kwargs"]) or views.ROWS
+        if view == views.ROWS:
+            rows_columns.extend(views.columns_of(entry["kwargs"]))
+            plan.setdefault((views.ROWS, ()), []).append(entry)
+        elif view in (views.KEYS, views.DISTINCT):
+            plan.setdefault((view, views.key_columns(entry["kwargs"])), []).append(entry)
+        else:
+            plan.setdefault((view, ()), []).append(entry)
+    if (views.ROWS, ()) in plan:
+        plan[(views.ROWS, tuple(dict.fromkeys(rows_columns)))] = plan.pop((views.ROWS, ()))
+    return plan
+
+
+def _validate_mart(
+    runner: _Runner, mart: str, frame: Any, entries: list[dict[str, Any]]
+) -> list[ExpectationOutcome]:
+    """Validate one in-memory mart (validate_frames); the same bounded path as run_gate."""
     if not isinstance(frame, pd.DataFrame):
         reason = f"mart {mart!r} not found in the database"
         if frame is not None:
             reason = f"mart {mart!r} is a {type(frame).__name__}, not a DataFrame"
-        return [outcome(e, "error", None, reason) for e in entries]
+        return [_outcome(mart, e, "error", None, reason) for e in entries]
+    return _validate_source_mart(
+        runner, mart, FrameSource({mart: frame}, runner.chunk_rows), entries
+    )
+
+
+def _outcome(
+    mart: str,
+    entry: dict[str, Any],
+    status: str,
+    observed: str | None,
+    message: str | None,
+    unexpected: int | None = None,
+    sites: tuple[str, ...] | None = None,
+) -> ExpectationOutcome:
+    return ExpectationOutcome(
+        mart,
+        entry["id"],
+        entry["type"],
+        entry["category"],
+        status,
+        observed,
+        message,
+        unexpected,
+        sites,
+    )
+
+
+def _validate_source_mart(
+    runner: _Runner, mart: str, source: MartSource, entries: list[dict[str, Any]]
+) -> list[ExpectationOutcome]:
+    """Run one mart's expectations view by view, batch by batch, and combine the verdicts."""
+    if not source.has(mart):
+        reason = f"mart {mart!r} not found in the database"
+        return [_outcome(mart, e, "error", None, reason) for e in entries]
 
     built: dict[str, gxe.Expectation] = {}
-    build_errors: dict[str, str] = {}
+    errors: dict[str, str] = {}
     for entry in entries:
         try:
             built[entry["id"]] = _build(entry["type"], dict(entry["kwargs"]), entry["id"])
         except Exception as exc:  # a hand-built suite can hold anything
-            build_errors[entry["id"]] = f"cannot build expectation: {_one_line(exc)}"
+            errors[entry["id"]] = f"cannot build expectation: {_one_line(exc)}"
 
-    results: dict[str, Any] = {}
-    run_error: str | None = None
-    if built:
+    combined: dict[str, views.Combined] = {}
+    for (view, columns), group in _plan([e for e in entries if e["id"] in built]).items():
+        shown = f"__{'_'.join(columns)}" if columns and view != views.ROWS else ""
+        name = f"bordin_{mart}__{view}{shown}"
+        name = (
+            name if len(name) <= 120 else name[:100] + hashlib.sha256(name.encode()).hexdigest()[:8]
+        )
         try:
-            batch_definition = datasource.add_dataframe_asset(
-                name=mart
-            ).add_batch_definition_whole_dataframe(f"{mart}_whole")
-            batch = batch_definition.get_batch(batch_parameters={"dataframe": frame})
-            suite = gx.ExpectationSuite(name=f"bordin_{mart}", expectations=list(built.values()))
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", DeprecationWarning)
-                validation = batch.validate(suite, result_format="BASIC")
-            for res in validation.results:
-                results[(res.expectation_config.meta or {}).get(_META_KEY)] = res
+            checkpoint = runner.checkpoint(name, [built[e["id"]] for e in group])
+            acc = {e["id"]: views.Combined() for e in group}
+            for index, frame in enumerate(_batches(source, mart, view, columns, runner.chunk_rows)):
+                found = runner.run(checkpoint, frame, f"{name}:{index}")
+                for entry in group:
+                    if entry["id"] not in found:
+                        raise RuntimeError("GX returned no result")
+                    acc[entry["id"]].add(entry["type"], found[entry["id"]])
+                    if views.batch_failed(found[entry["id"]]):
+                        sites = _failing_sites(runner, view, entry, built[entry["id"]], frame)
+                        if sites is None:
+                            acc[entry["id"]].site_known = False
+                        else:
+                            acc[entry["id"]].sites |= sites
+            combined.update(acc)
         except Exception as exc:
-            run_error = f"GX run failed: {_one_line(exc)}"
+            for entry in group:
+                errors[entry["id"]] = f"GX run failed: {_one_line(exc)}"
 
     outcomes = []
     for entry in entries:
         eid = entry["id"]
-        if eid in build_errors:
-            outcomes.append(outcome(entry, "error", None, build_errors[eid]))
-        elif run_error is not None:
-            outcomes.append(outcome(entry, "error", None, run_error))
-        elif eid not in results:
-            outcomes.append(outcome(entry, "error", None, "GX returned no result"))
-        else:
-            outcomes.append(outcome(entry, *_classify(results[eid], entry)))
+        if eid in errors:
+            outcomes.append(_outcome(mart, entry, "error", None, errors[eid]))
+            continue
+        result = combined[eid].finish(entry["kwargs"], entry["type"])
+        status, observed, message = _classify(result, entry)
+        unexpected = result.result.get("unexpected_count") if status == "failed" else None
+        sites = None
+        if status == "failed" and result.site_known and result.sites:
+            sites = tuple(sorted(result.sites))
+        outcomes.append(_outcome(mart, entry, status, observed, message, unexpected, sites))
     return outcomes
 
 
-def validate_frames(frames: Mapping[str, pd.DataFrame], suite: Mapping[str, list]) -> GateResult:
+def _prune_stored_runs(uncommitted: Path, keep: int) -> None:
+    """Keep the stored results (and their Data Docs pages) of the last `keep` gate runs only,
+    so the restricted area and the Data Docs build stay bounded night after night.
+
+    GX stores them as .../<suite>/<run name>/<run time>/...; run times sort as text."""
+    folders = [
+        run_time
+        for base in (
+            uncommitted / "validations",
+            uncommitted / "data_docs" / "local_site" / "validations",
+        )
+        if base.is_dir()
+        for run_time in base.glob("*/*/*")
+        if run_time.is_dir()
+    ]
+    kept = set(sorted({f.name for f in folders})[-keep:])
+    for folder in folders:
+        if folder.name not in kept:
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def _validate(
+    source_for: Any,
+    suite: Mapping[str, list],
+    chunk_rows: int,
+    results_dir: Path | None,
+) -> GateResult:
+    context = _context(results_dir)
+    run_name = f"bordin_gate_{_suite_sha256(suite)[:12]}"
+    runner = _Runner(context, chunk_rows, run_name)
+    outcomes: list[ExpectationOutcome] = []
+    for mart, entries in suite.items():
+        outcomes.extend(source_for(runner, mart, list(entries)))
+    docs = None
+    if results_dir is not None:
+        _prune_stored_runs(results_dir / "gx" / "uncommitted", GATE_RUNS_KEPT)
+        context.build_data_docs()
+        index = results_dir / "gx" / "uncommitted" / "data_docs" / "local_site" / "index.html"
+        docs = str(index) if index.exists() else None
+    return GateResult(
+        outcomes=outcomes, suite_sha256=_suite_sha256(suite), data_docs=docs, batches=runner.batches
+    )
+
+
+def validate_frames(
+    frames: Mapping[str, pd.DataFrame],
+    suite: Mapping[str, list],
+    chunk_rows: int = DEFAULT_CHUNK_ROWS,
+) -> GateResult:
     """Validate in-memory marts against a loaded suite; pure, so tests need no database.
 
     A mart the suite names but `frames` lacks yields 'error' for each of its expectations.
     """
-    context = _quiet_context()
-    datasource = context.data_sources.add_pandas(name="bordin_marts")
-    outcomes: list[ExpectationOutcome] = []
-    for mart, entries in suite.items():
-        outcomes.extend(_validate_mart(datasource, mart, frames.get(mart), list(entries)))
-    return GateResult(outcomes=outcomes, suite_sha256=_suite_sha256(suite))
-
-
-def read_marts(db_path: Path, marts: Iterable[str]) -> dict[str, pd.DataFrame]:
-    """Pull the named marts from `db_path` read-only, and release the file before returning.
-
-    Marts absent from the database are left out (validate_frames reports them as errors).
-    """
-    db_path = Path(db_path)
-    if not db_path.is_file():
-        raise FileNotFoundError(f"no DuckDB database at {db_path}")
-    wanted = [m for m in marts if m in MART_COLUMNS]  # allow-listed names only reach SQL
-    con = duckdb.connect(str(db_path), read_only=True)
-    try:
-        present = {
-            row[0]
-            for row in con.execute(
-                "SELECT table_name FROM information_schema.tables WHERE table_schema = ?",
-                [MARTS_SCHEMA],
-            ).fetchall()
-        }
-        return {
-            mart: con.execute(f'SELECT * FROM {MARTS_SCHEMA}."{mart}"').fetch_df()
-            for mart in wanted
-            if mart in present
-        }
-    finally:
-        con.close()
+    return _validate(
+        lambda runner, mart, entries: _validate_mart(runner, mart, frames.get(mart), entries),
+        suite,
+        chunk_rows,
+        None,
+    )
 
 
 def run_gate(
@@ -604,10 +831,15 @@ def run_gate(
     suite_path: Path | None = None,
     extra: Path | None = None,
     range_expectations: dict | None = None,
+    results_dir: Path | None = None,
+    chunk_rows: int | None = None,
 ) -> GateResult:
     """Validate the marts in a built DuckDB file; publish the release only if `.success`.
 
+    Marts are read in bounded batches over one read-only connection, closed before returning.
     `range_expectations` is the output of registry_range_expectations(), appended to the suite.
+    `results_dir` holds GX's file context (checkpoints, stored results, Data Docs); restricted,
+    as stored results may quote values. `chunk_rows` defaults to $BORDIN_GATE_CHUNK_ROWS.
     """
     suite = load_suite(suite_path, extra)
     if range_expectations:
@@ -616,5 +848,21 @@ def run_gate(
             check_suite(range_expectations, "range_expectations"),
             "range_expectations",
         )
-    frames = read_marts(db_path, suite)
-    return validate_frames(frames, suite)
+    rows = chunk_rows or gate_chunk_rows()
+    with DuckDBSource(db_path, rows) as source:
+        return _validate(
+            lambda runner, mart, entries: _validate_source_mart(runner, mart, source, entries),
+            suite,
+            rows,
+            results_dir,
+        )
+
+
+def gate_chunk_rows() -> int:
+    """Rows per batch ($BORDIN_GATE_CHUNK_ROWS, default 200,000): the gate's memory knob."""
+    raw = os.environ.get(CHUNK_ROWS_ENV, "").strip()
+    if not raw:
+        return DEFAULT_CHUNK_ROWS
+    if not raw.isdigit() or not 1 <= int(raw) <= 10_000_000:
+        raise ConfigError("environment", CHUNK_ROWS_ENV, f"{raw!r} is not a whole number 1..1e7")
+    return int(raw)

@@ -60,6 +60,20 @@ def ensure_metadata_db(where: Paths) -> None:
     stamp.write_text("ok\n", encoding="utf-8")
 
 
+def ensure_pool(where: Paths) -> None:
+    """Create the `bordin_duckdb` pool (one slot) that docker-compose's init creates, so the
+    embedded run serialises build, check and release the same way a deployment does."""
+    from airflow.models.pool import Pool
+
+    from warehouse.dag_options import DUCKDB_POOL, DUCKDB_POOL_DESCRIPTION
+
+    existing = Pool.get_pool(DUCKDB_POOL)
+    if existing is None or existing.slots != 1:
+        Pool.create_or_update_pool(
+            DUCKDB_POOL, slots=1, description=DUCKDB_POOL_DESCRIPTION, include_deferred=False
+        )
+
+
 class NightlyBusyError(RuntimeError):
     """Another nightly holds this data root: two at once would race on Airflow's metadata."""
 
@@ -116,6 +130,7 @@ def run_nightly(logical_date: date, where: Paths | None = None) -> str:
 
 def _run_dag(logical_date: date, where: Paths) -> str:
     ensure_metadata_db(where)
+    ensure_pool(where)
     from airflow.dag_processing.dagbag import DagBag
 
     bag = DagBag(dag_folder=str(DAGS_DIR))

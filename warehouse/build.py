@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import ctypes
 import json
+import logging
 import os
 import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -35,6 +37,8 @@ from warehouse.writer_lock import exclusive_writer
 # DuckDB's temp folder for the build (profiles.yml, relative to the build folder dbt runs in):
 # past the memory limit ($BORDIN_BUILD_MEMORY) it spills here, on the data root's disk.
 SPILL_DIR = "duckdb_tmp"
+
+log = logging.getLogger(__name__)
 
 
 class BuildError(RuntimeError):
@@ -250,10 +254,26 @@ def _run_dbt(
     if os.environ.get("BORDIN_CRASH_AT") == "build.during_dbt":
         time.sleep(3)  # let dbt get going, then die mid-build
         crash_point("build.during_dbt")
-    stdout, stderr = proc.communicate()
+    stdout, stderr = _stream_output(proc)
     if proc.returncode == 0:
         parse_cache.keep(build_dir / "dbt_target", variables)
     return subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
+
+
+def _stream_output(proc: subprocess.Popen) -> tuple[str, str]:
+    """Log dbt's stdout line by line as it comes (its per-model lines then appear in the build
+    task's log while it runs) and return the whole stdout and stderr, like communicate()."""
+    err_chunks: list[str] = []
+    reader = threading.Thread(target=lambda: err_chunks.append(proc.stderr.read()), daemon=True)
+    reader.start()
+    out_lines: list[str] = []
+    for line in proc.stdout:
+        out_lines.append(line)
+        if line.strip():
+            log.info("dbt: %s", line.rstrip())
+    proc.wait()
+    reader.join()
+    return "".join(out_lines), "".join(err_chunks)
 
 
 def _remove_unfinished(fresh: Path) -> None:

@@ -19,6 +19,7 @@ VARIABLES: dict[str, str] = {
     "BORDIN_BUILD_MEMORY": "DuckDB memory limit of the dbt build, which spills to build/duckdb_tmp "
     "past it; default 1.5GiB",
     "BORDIN_EXTRA_EXPECTATIONS": "a consortium's own expectations file, merged into the gate",
+    "BORDIN_GATE_CHUNK_ROWS": "rows per gate batch (bounds the gate's memory); default 200000",
     "BORDIN_TIMING": "when set (to anything), print how long the command took",
     "BORDIN_CRASH_AT": "test hook: die at this crash point (ingestion/crash_points.py)",
     "BORDIN_DBT_PARSE_CACHE": "test hook: a folder sharing dbt's saved parse between data roots",
@@ -34,7 +35,7 @@ _INGEST = (
     "BORDIN_QUIET_PERIOD_SECONDS",
 )
 _BUILD = ("BORDIN_CONSORTIUM", "BORDIN_REGISTRY_DIR", "BORDIN_DBT_THREADS", "BORDIN_BUILD_MEMORY")
-_CHECK = ("BORDIN_REGISTRY_DIR", "BORDIN_EXTRA_EXPECTATIONS")
+_CHECK = ("BORDIN_REGISTRY_DIR", "BORDIN_EXTRA_EXPECTATIONS", "BORDIN_GATE_CHUNK_ROWS")
 _NIGHT = (*_INGEST, *_BUILD, *_CHECK, "BORDIN_CRASH_AT", "BORDIN_DBT_PARSE_CACHE")
 
 # Besides BORDIN_HOME and BORDIN_TIMING, which every command reads.

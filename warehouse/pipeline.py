@@ -14,11 +14,13 @@ from pathlib import Path
 
 from expectations import EXTRA_ENV, gate_code_sha256
 from ingestion import audit
+from ingestion.config_errors import ConfigError
 from ingestion.consortium import load_consortium
 from ingestion.hashing import sha256_file
 from ingestion.ingest import ingest_site
 from ingestion.locks import exclusive_lock
 from ingestion.logical_date import parse_logical_date
+from ingestion.pseudonyms import MissingKeyError
 from ingestion.registry import default_registry
 from ingestion.settings import Paths, paths
 from warehouse.build import BUILD_INPUTS, build, planned_inputs
@@ -39,6 +41,22 @@ def site_ids(where: Paths | None = None) -> list[str]:
 @reported("ingest")
 def ingest_step(site_id: str, logical_date: str | date, where: Paths | None = None) -> dict:
     return ingest_site(site_id, logical_date, where=where or paths()).as_dict()
+
+
+def ingest_task(site_id: str, logical_date: str | date, where: Paths | None = None) -> dict:
+    """The DAG's ingest: ingest_step, whose `reported` lines (ingestion/site_summary.py) give
+    the task log the site's counts.
+
+    Bad configuration or a missing key cannot be cured by a retry, so they fail the task at
+    once (AirflowFailException skips the remaining retries); anything else may be transient.
+    """
+    from airflow.sdk.exceptions import AirflowFailException
+
+    try:
+        result = ingest_step(site_id, logical_date, where)
+    except (ConfigError, MissingKeyError) as exc:
+        raise AirflowFailException(f"site {site_id}: {exc}") from exc
+    return result
 
 
 @reported("build")
@@ -129,13 +147,16 @@ def check_step(where: Paths | None = None, force: bool = False) -> dict:
     from expectations.gate import registry_range_expectations, run_gate
 
     result = run_gate(
-        where.build_db, range_expectations=registry_range_expectations(_registry_ranges())
+        where.build_db,
+        range_expectations=registry_range_expectations(_registry_ranges()),
+        results_dir=gate_results_dir(where),
     )
     summary = {
         **result.summary(),
         "success": result.success,
         "build_db_sha256": inputs["build_db_sha256"],
         "gate_inputs": inputs,
+        "data_docs": where.stored(Path(result.data_docs)) if result.data_docs else None,
     }
     (where.build_dir / "gate_result.json").write_text(
         json.dumps(summary, indent=2, sort_keys=True, default=str), encoding="utf-8"
@@ -144,10 +165,41 @@ def check_step(where: Paths | None = None, force: bool = False) -> dict:
         where, "check", {"success": result.success, "build_db_sha256": summary["build_db_sha256"]}
     )
     if not result.success:
-        bad = [o for o in result.outcomes if o.status in ("failed", "error")]
-        lines = [f"{o.mart}.{o.id} {o.status}: {o.message or o.observed}" for o in bad[:20]]
-        raise GateFailedError("data-quality gate failed; nothing published:\n" + "\n".join(lines))
+        raise GateFailedError(gate_failure_message(summary))
     return summary
+
+
+def gate_results_dir(where: Paths) -> Path:
+    """Where GX keeps its file context: checkpoints, stored validation results and Data Docs.
+
+    Restricted, never the release: a stored result may quote row values."""
+    return where.home / "restricted"
+
+
+def gate_failure_message(summary: dict, limit: int = 20) -> str:
+    """The gate's verdict for a person: one line per failed or erroring check, with the count
+    of rows and the sites affected (never row values), then where the Data Docs are."""
+    bad = [c for c in summary.get("checks", []) if c["status"] in ("failed", "error")]
+    counts = summary.get("by_status", {})
+    head = (
+        f"data-quality gate failed; nothing published ({counts.get('failed', 0)} failed, "
+        f"{counts.get('error', 0)} error, {counts.get('passed', 0)} passed, "
+        f"{counts.get('not_applicable', 0)} not applicable):"
+    )
+    lines = [head]
+    for check in bad[:limit]:
+        sites = check.get("sites_affected")
+        where_ = f"; sites: {', '.join(sites)}" if sites else ""
+        detail = check.get("observed") or "-"
+        lines.append(
+            f"  {check['status'].upper():6} {check['rule']}: {detail}{where_} "
+            f"({check.get('message') or ''})"
+        )
+    if len(bad) > limit:
+        lines.append(f"  ... and {len(bad) - limit} more")
+    if summary.get("data_docs"):
+        lines.append(f"details (restricted): {summary['data_docs']}")
+    return "\n".join(lines)
 
 
 @reported("release")

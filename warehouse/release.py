@@ -320,6 +320,27 @@ def _record_existing(where: Paths, final: Path, content: str, files: list[dict])
     record_release(where, final.name, manifest["logical_date"], final / "manifest.json")
 
 
+GATE_SUMMARY_FILE = "gate_summary.json"
+# Kept out of the manifest's "gx" record: the per-check lines go to gate_summary.json instead.
+GATE_DETAIL_KEYS = frozenset({"checks"})
+
+
+def write_gate_summary(gate_summary: dict, folder: Path) -> dict:
+    """The gate's verdict as the release may show it: one line per check (rule, category,
+    status, observed count, sites affected, why), counts only. The restricted Data Docs and
+    stored GX results keep the detail. Returns its manifest entry."""
+    doc = {
+        "success": gate_summary.get("success"),
+        "by_status": gate_summary.get("by_status"),
+        "gx_version": gate_summary.get("gx_version"),
+        "suite_sha256": gate_summary.get("suite_sha256"),
+        "checks": gate_summary.get("checks", []),
+    }
+    path = folder / GATE_SUMMARY_FILE
+    path.write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    return {"path": GATE_SUMMARY_FILE, "rows": len(doc["checks"]), "sha256": sha256_file(path)}
+
+
 def publish(
     logical_date: date,
     build_info: dict,
@@ -357,6 +378,7 @@ def _publish(
         check_calendar_dates(staging, files, allowed)
         content = content_sha256(files)
         files += copy_rules(build_info, staging, where)
+        files.append(write_gate_summary(gate_summary, staging))
         version = build_info["event_log_version"]
         release_id = f"{logical_date.isoformat()}_v{version}_{content[:8]}"
         final = where.releases / release_id
@@ -380,7 +402,7 @@ def _publish(
             "parameters": build_info["dbt_vars"],
             "files": files,
             "dbt": build_info["dbt"],
-            "gx": gate_summary,
+            "gx": {k: v for k, v in gate_summary.items() if k not in GATE_DETAIL_KEYS},
             **(extra_manifest or {}),
         }
         report = render_report(staging / "marts.duckdb", manifest, staging / "report.html")
