@@ -62,8 +62,9 @@ LINES = [
     _line("K2", "T2", "0", "2026-03-02", "PHQ", PHQ_OK),  # 9 session below 1
     _line("K2", "T2", "-1", "2026-03-02", "PHQ", PHQ_OK),  # 10 session below 1
     _line("K2", "T2", "", "2026-03-02", "PHQ", PHQ_OK),  # 11 session blank: pattern
-    _line("K2", "T2", "4", "2026-03-09", "PHQ", [None] * 9),  # 12 not administered
-    _line("K2", "T2", "3.0", "2026-03-09", "PHQ", PHQ_OK),  # 13 ok: session 3
+    _line("K2", "T2", "1e1", "2026-03-02", "PHQ", PHQ_OK),  # 12 not written as a whole number
+    _line("K2", "T2", "4", "2026-03-09", "PHQ", [None] * 9),  # 13 not administered
+    _line("K2", "T2", "3.0", "2026-03-09", "PHQ", PHQ_OK),  # 14 ok: session 3
 ]
 
 
@@ -93,9 +94,9 @@ def test_policy_and_required_fields_at_intake(tmp_path: Path, monkeypatch, key_e
     _consortium(home, SITE_BLOCK.format(site="polic", extra=""))
     _deliver(home, "polic", LINES)
     export, quarantine, events = _ingest(home, "polic", monkeypatch)
-    # 12 rows: accepted 2, 6, 13; not administered 12; the other 8 quarantined.
-    assert (export.rows_in, export.offered, export.accepted) == (12, 12, 3)
-    assert (export.quarantined, export.not_administered) == (8, 1)
+    # 13 rows: accepted 2, 6, 14; not administered 13; the other 9 quarantined.
+    assert (export.rows_in, export.offered, export.accepted) == (13, 13, 3)
+    assert (export.quarantined, export.not_administered) == (9, 1)
     assert export.offered == export.accepted + export.quarantined + export.not_administered
     found = sorted((r["source_row"], r["rule_id"], r["category"]) for r in quarantine)
     assert found == [
@@ -107,6 +108,7 @@ def test_policy_and_required_fields_at_intake(tmp_path: Path, monkeypatch, key_e
         (9, "row.session_number", "schema"),
         (10, "row.session_number", "schema"),
         (11, "row.session_event", "schema"),
+        (12, "row.session_number", "schema"),
     ]
     by_row = {r["source_row"]: r for r in quarantine}
     assert by_row[3]["message"] == (
@@ -121,7 +123,7 @@ def test_policy_and_required_fields_at_intake(tmp_path: Path, monkeypatch, key_e
     assert [(e["source_row"], e["instrument"], e["session_number"]) for e in events] == [
         (2, "phq9", 1),
         (6, "wai_sr", 3),
-        (13, "phq9", 3),
+        (14, "phq9", 3),
     ]
     assert events[0]["items"] == [1.0, 1.0, 1.0, 0.0, 0.0, 1.0, 1.0, None, None]
 
@@ -287,3 +289,22 @@ def test_bad_required_fields_name_site_and_key(tmp_path: Path, block: str, key: 
     with pytest.raises(ConfigError) as caught:
         load_consortium(tmp_path / "consortium.yml", load_registry())
     assert caught.value.key == key
+
+
+def test_registry_rounding_is_validated(tmp_path: Path) -> None:
+    """The registry's own default may round too; an unknown rounding names the file and key."""
+    source = Path(__file__).resolve().parent.parent / "ingestion" / "instruments" / "phq9.yml"
+    text = source.read_text(encoding="utf-8")
+    assert "  method: prorate_mean\n" in text
+    folder = tmp_path / "instruments"
+    folder.mkdir()
+    (folder / "phq9.yml").write_text(
+        text.replace("  method: prorate_mean\n", "  method: prorate_mean\n  rounding: up\n")
+    )
+    with pytest.raises(ConfigError) as caught:
+        load_registry(folder)
+    assert caught.value.key == "missing.rounding" and "half_up" in caught.value.problem
+    (folder / "phq9.yml").write_text(
+        text.replace("  method: prorate_mean\n", "  method: prorate_mean\n  rounding: half_up\n")
+    )
+    assert load_registry(folder).get("phq9").rounding == "half_up"

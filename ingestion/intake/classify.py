@@ -261,9 +261,10 @@ def _classify(
                             {quote(site.date_format)}) AS DATE) AS parsed_date
             FROM cells
         ), numbered_session AS (
-            -- The captured session must be a whole number >= 1 ("3" or "3.0"); 2.5, 0, -1 or
-            -- text a loose pattern let through are held, never truncated or stored.
-            SELECT *, CASE WHEN session_number_value = trunc(session_number_value)
+            -- The captured session must be a whole number >= 1 written in digits ("3", or
+            -- "3.0" from a numeric export); 2.5, 0, -1, 1e3 or text a loose pattern let
+            -- through are held, never truncated or stored.
+            SELECT *, CASE WHEN regexp_full_match(session_text, '[0-9]+([.]0+)?')
                                 AND session_number_value BETWEEN 1 AND 2147483647
                            THEN CAST(session_number_value AS INTEGER) END AS session_value
             FROM (SELECT *, TRY_CAST(session_text AS DOUBLE) AS session_number_value FROM keyed)
