@@ -39,7 +39,27 @@ sites:
       - {instrument: wai_sr, rater_role: client, item_column_template: "wai_{n}"}
     primary_alliance: wai_sr
     primary_outcome: phq9
+  - site_id: nodate
+    format: long_csv
+    columns: {client_code: client, therapist_code: therapist, session_date: date, event: session}
+    session_event_pattern: '^(\\d+)$'
+    date_format: '%Y-%m-%d'
+    required_fields: {therapist_code: false, session_date: false}
+    long_csv: {measure_column: measure, measures: {PHQ: phq9, WAI: wai_sr},
+               item_column_template: "i{n}"}
+    forms:
+      - {instrument: phq9, rater_role: client, item_column_template: "phq_{n}"}
+      - {instrument: wai_sr, rater_role: client, item_column_template: "wai_{n}"}
+    primary_alliance: wai_sr
+    primary_outcome: phq9
 """
+# Site nodate records neither therapist nor date (required_fields): its sessions are stored and
+# pass every dbt test and contract of the build, with no relative day and no therapist.
+NODATE = [
+    "client,therapist,session,date,measure," + ",".join(f"i{n}" for n in range(1, 13)),
+    "N1,,1,,PHQ," + ",".join(["2"] * 9) + ",,,",
+    "N1,,2,,PHQ," + ",".join(["1"] * 9) + ",,,",
+]
 B = None
 LINES = [
     # PHQ-9 7 answered summing 5: 5 / 7 x 9 = 6.43 -> 6 (half up to the step of 1).
@@ -66,6 +86,8 @@ def _write(home: Path) -> None:
         cells = ["" if v is None else str(v) for v in items] + [""] * (12 - len(items))
         rows.append(",".join([client, "T1", session, day, measure, *cells]))
     (inbox / "export.csv").write_text("\n".join(rows) + "\n", encoding="utf-8")
+    (home / "inbox" / "nodate").mkdir()
+    (home / "inbox" / "nodate" / "export.csv").write_text("\n".join(NODATE) + "\n")
 
 
 @pytest.fixture(scope="module")
@@ -85,6 +107,7 @@ def built(tmp_path_factory: pytest.TempPathFactory):
         mp.delenv("BORDIN_REGISTRY_DIR", raising=False)
         where = Paths(home)
         pipeline.ingest_step("polic", "2026-11-18", where)
+        pipeline.ingest_step("nodate", "2026-11-18", where)
         pipeline.build_step(where)
         info = json.loads((where.build_dir / "build_info.json").read_text(encoding="utf-8"))
         # The gate needs pooled marts one client cannot make; the release files are what
@@ -106,19 +129,30 @@ def test_dbt_scores_by_the_policy_in_force(built) -> None:
     outcome = _rows(
         where.build_db,
         "SELECT instrument, session_number, total FROM marts.fct_outcome_session "
-        "ORDER BY instrument, session_number",
+        "WHERE site_id = 'polic' ORDER BY instrument, session_number",
     )
     assert outcome == [("gad7", 1, 3.5), ("phq9", 1, 6.0), ("phq9", 2, 5.0)]
     alliance = _rows(
         where.build_db,
-        "SELECT session_number, total FROM marts.fct_alliance_session ORDER BY session_number",
+        "SELECT session_number, total FROM marts.fct_alliance_session "
+        "WHERE site_id = 'polic' ORDER BY session_number",
     )
     assert alliance == [(1, 36.0), (2, 48.0)]  # session 3 never stored with a NULL total
     quarantined = _rows(
         where.build_db,
-        "SELECT category, rule_id, instrument, n_records FROM marts.fct_quarantine",
+        "SELECT site_id, category, rule_id, instrument, n_records FROM marts.fct_quarantine",
     )
-    assert quarantined == [("completeness", "item.too_many_missing", "wai_sr", 1)]
+    assert quarantined == [("polic", "completeness", "item.too_many_missing", "wai_sr", 1)]
+
+
+def test_a_site_without_therapist_or_date_builds(built) -> None:
+    where, _ = built
+    rows = _rows(
+        where.build_db,
+        "SELECT session_number, total, session_day FROM marts.fct_outcome_session "
+        "WHERE site_id = 'nodate' ORDER BY session_number",
+    )
+    assert rows == [(1, 18.0, None), (2, 9.0, None)]  # PHQ-9 all 2s: 18; all 1s: 9
 
 
 def test_release_records_the_policy_in_force(built) -> None:

@@ -216,7 +216,7 @@ def _classify(
     )
     therapist_blank = "therapist = ''" if required.therapist_code else "false"
     blanks = " + ".join(f"CAST(coalesce(c{k} = 0, false) AS INTEGER)" for k in ks)
-    too_many = f"(({blanks}) > max_blank)"
+    too_many = "(n_blank > max_blank)"
     row_problem = (
         f"(client = '' OR client_control OR session_value IS NULL OR {date_bad} "
         f"OR {therapist_blank} OR {future})"
@@ -274,8 +274,11 @@ def _classify(
             SELECT *, {columns("u")} FROM coded
         ), numbered AS (
             SELECT *, {columns("v")} FROM usable
-        ), checked AS (
+        ), checked_items AS (
             SELECT *, {columns("c")} FROM numbered
+        ), checked AS (
+            -- Blank or coded items, counted once (the policy's max_missing limit).
+            SELECT *, {blanks} AS n_blank FROM checked_items
         ), statused AS (
             SELECT *,
                 CASE
@@ -316,7 +319,7 @@ def _classify(
                    session_number_bad := session_text IS NOT NULL AND session_value IS NULL,
                    therapist_blank := {therapist_blank},
                    date_bad := {date_bad}, date_future := {future},
-                   too_many_missing := {too_many}, blanks := {blanks}, max_blank,
+                   too_many_missing := {too_many}, blanks := n_blank, max_blank,
                    unfinished := coalesce(unfinished, false),
                    status_held := {status_held}, form_status, finished_raw, progress_raw,
                    texts := {listed("pystrip(coalesce(u{k}, ''))")},
