@@ -20,6 +20,7 @@ from ingestion.config_errors import ConfigError
 from ingestion.deliveries import glob_problem
 from ingestion.delivery_date import DeliveryDateOptions, format_problem
 from ingestion.registry import Instrument, Registry, default_registry
+from ingestion.scoring_policy import ScoringPolicy, parse_scoring_policy
 
 SITE_ID = re.compile(r"^[a-z][a-z0-9_]{1,31}$")
 FORMATS = {"redcap_csv", "qualtrics_csv", "long_csv", "spss_sav", "zip"}
@@ -47,7 +48,7 @@ REQUIRED_COLUMNS = ("client_code", "therapist_code", "session_date", "event")
 # A missing-code reason label lands in the event log and the warehouse: a short controlled
 # word (refused, not_applicable, dont_know), never free text.
 REASON_LABEL = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
-ROOT_KEYS = ("consortium_id", "name", "sites", "release")
+ROOT_KEYS = ("consortium_id", "name", "sites", "release", "scoring_policy")
 SITE_KEYS = (
     "site_id",
     "name",
@@ -67,6 +68,7 @@ SITE_KEYS = (
     "ending",
     "missing_codes",
     "identifier_columns",
+    "required_fields",
     "redcap",
     "qualtrics",
     "long_csv",
@@ -112,6 +114,7 @@ RELEASE_KEYS = ("calendar_dates",)
 SPSS_KEYS = ("event_from_labels",)
 ARRIVAL_KEYS = ("quiet_period_seconds", "completion_marker", "final_newline")
 DELIVERY_DATE_KEYS = ("pattern", "format")
+REQUIRED_FIELD_KEYS = ("therapist_code", "session_date")
 
 
 @dataclass(frozen=True)
@@ -236,6 +239,17 @@ class LongCsvOptions:
 
 
 @dataclass(frozen=True)
+class RequiredFields:
+    """Row fields a row is quarantined without (`required_fields`). Both are required by
+    default: a blank therapist nests the client under no therapist, a blank date leaves the
+    session without relative time. A site whose protocol records neither may turn one off; a
+    date that is present but does not parse is quarantined either way."""
+
+    therapist_code: bool = True
+    session_date: bool = True
+
+
+@dataclass(frozen=True)
 class SpssOptions:
     """SPSS .sav exports (see ingestion/intake/spss_rows.py)."""
 
@@ -304,6 +318,7 @@ class SiteConfig:
     # the night's logical date). See ingestion/delivery_date.py.
     delivery_date: DeliveryDateOptions | None = None
     carry_down: CarryDown | None = None
+    required_fields: RequiredFields = field(default_factory=RequiredFields)
 
     @property
     def data_dictionary_glob(self) -> str | None:
@@ -327,6 +342,8 @@ class Consortium:
     sites: dict[str, SiteConfig]
     file: Path
     release: ReleaseOptions = ReleaseOptions()
+    # Per-instrument overrides of the registry's missing-item rules (ingestion/scoring_policy.py).
+    scoring_policy: ScoringPolicy = ScoringPolicy()
 
     def site(self, site_id: str) -> SiteConfig:
         if site_id not in self.sites:
@@ -488,6 +505,7 @@ def _parse_site(doc: Any, file: Path, registry: Registry, index: int) -> SiteCon
         arrival=_parse_arrival(doc.get("arrival"), file, where),
         delivery_date=_parse_delivery_date(doc.get("delivery_date"), file, where),
         carry_down=carry_down,
+        required_fields=_parse_required_fields(doc.get("required_fields"), file, where),
     )
 
 
@@ -913,6 +931,22 @@ def _parse_spss(doc: Any, file: Path, where: str) -> SpssOptions:
     return SpssOptions(event_from_labels=labels)
 
 
+def _parse_required_fields(doc: Any, file: Path, where: str) -> RequiredFields:
+    """`required_fields: {therapist_code: true, session_date: true}`; both default to true."""
+    if doc is None:
+        return RequiredFields()
+    if not isinstance(doc, dict):
+        raise ConfigError(
+            file, f"{where}required_fields", "must be a mapping: therapist_code, session_date"
+        )
+    rwhere = f"{where}required_fields."
+    _known_keys(doc, REQUIRED_FIELD_KEYS, file, rwhere)
+    for key, value in doc.items():
+        if not isinstance(value, bool):
+            raise ConfigError(file, f"{rwhere}{key}", f"must be true or false, got {value!r}")
+    return RequiredFields(**{str(k): v for k, v in doc.items()})
+
+
 def _parse_arrival(doc: Any, file: Path, where: str) -> ArrivalOptions:
     """`arrival: {quiet_period_seconds, completion_marker, final_newline}`; all optional."""
     if doc is None:
@@ -1145,6 +1179,7 @@ def load_consortium(file: Path, registry: Registry | None = None) -> Consortium:
         sites=sites,
         file=file,
         release=_parse_release(doc.get("release"), file),
+        scoring_policy=parse_scoring_policy(doc.get("scoring_policy"), file, registry),
     )
 
 

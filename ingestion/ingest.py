@@ -198,7 +198,9 @@ def ingest_site(
         exclusive_lock(where.locks / f"{site_id}.lock", wait=True),
         named_when_full(where.home, tree_bytes(inbox), f"ingesting site {site_id}'s inbox"),
     ):
-        result = _ingest_locked(site, logical, where, registry, key)
+        # Intake checks missing items by the consortium's scoring policy, as dbt scores them.
+        in_force = consortium.scoring_policy.apply(registry)
+        result = _ingest_locked(site, logical, where, in_force, key)
     crash_point("ingest.after_commit_before_mark")
     audit.record(where, "ingest", result.as_dict())
     return result

@@ -23,6 +23,7 @@ CATEGORIES = (
     "date",
     "identity",
     "archive",
+    "completeness",
 )
 
 QUARANTINE_SCHEMA = pa.schema(

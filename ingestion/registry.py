@@ -34,6 +34,11 @@ MISSING_NONE = "none"
 MISSING_PRORATE = "prorate_mean"
 MISSING_SUBSCALE_ROUNDED = "subscale_mean_rounded"
 MISSING_METHODS = {MISSING_NONE, MISSING_PRORATE, MISSING_SUBSCALE_ROUNDED}
+# How a score is rounded once computed (missing.rounding; a consortium's scoring_policy may
+# override it): none keeps it as computed (PHQ-9 prorated 6.43 stays 6.43); half_up rounds it
+# half up to the response grid's step (6.43 -> 6, 6.5 -> 7; VAS step 0.1: 23.25 -> 23.3).
+ROUNDING_NONE, ROUNDING_HALF_UP = "none", "half_up"
+ROUNDINGS = {ROUNDING_NONE, ROUNDING_HALF_UP}
 # Item steps finer than this many decimals are not a questionnaire's response scale.
 MAX_STEP_DECIMALS = 6
 RATER_ROLES = {"client", "therapist", "observer"}
@@ -99,6 +104,7 @@ class Instrument:
     jacobson_truax: JacobsonTruax | None = None
     nhs_talking_therapies: str | None = None
     score_multiplier: float = 1.0
+    rounding: str = ROUNDING_NONE
 
     @property
     def item_decimals(self) -> int:
@@ -308,12 +314,13 @@ def _scoring(doc: dict[str, Any], file: Path) -> tuple[str, float]:
     return scoring, float(multiplier)
 
 
-def _missing_rule(
+def missing_rule(
     doc: dict[str, Any], n_items: int, subscales: dict[str, tuple[int, ...]], file: Path
 ) -> tuple[int, int, str]:
-    """missing.{max_missing, subscale_max_missing, method}, checked against each other."""
+    """missing.{max_missing, subscale_max_missing, method}, checked against each other (also
+    for a consortium's scoring_policy override, ingestion/scoring_policy.py)."""
     missing = _require(doc, "missing", file, dict)
-    unknown = sorted(set(missing) - {"max_missing", "subscale_max_missing", "method"})
+    unknown = sorted(set(missing) - {"max_missing", "subscale_max_missing", "method", "rounding"})
     if unknown:
         raise ConfigError(file, "missing", f"unknown field(s) {unknown}")
     method = _one_of(missing.get("method"), MISSING_METHODS, file, "missing.method")
@@ -383,7 +390,10 @@ def parse_instrument(doc: Any, file: Path) -> Instrument:
         raise ConfigError(file, "items", "must be at least 1")
     item_min, item_max, step = _item_grid(doc, file)
     subscales = _subscales(doc.get("subscales"), n_items, file)
-    max_missing, subscale_max_missing, missing_method = _missing_rule(doc, n_items, subscales, file)
+    max_missing, subscale_max_missing, missing_method = missing_rule(doc, n_items, subscales, file)
+    rounding = _one_of(
+        doc["missing"].get("rounding", ROUNDING_NONE), ROUNDINGS, file, "missing.rounding"
+    )
     scoring, multiplier = _scoring(doc, file)
     caseness = doc.get("caseness")
     if caseness is not None:
@@ -454,6 +464,7 @@ def parse_instrument(doc: Any, file: Path) -> Instrument:
         jacobson_truax=jt,
         nhs_talking_therapies=nhs_role,
         score_multiplier=multiplier,
+        rounding=rounding,
     )
 
 
@@ -521,6 +532,7 @@ def instruments_table(registry: Registry) -> pa.Table:
             "max_missing": i.max_missing,
             "subscale_max_missing": i.subscale_max_missing,
             "missing_method": i.missing_method,
+            "rounding": i.rounding,
             "direction": i.direction,
             "caseness_operator": i.caseness_operator,
             "caseness_threshold": i.caseness_threshold,
@@ -599,6 +611,7 @@ _INSTRUMENTS_SCHEMA = pa.schema(
         ("max_missing", pa.int32()),
         ("subscale_max_missing", pa.int32()),
         ("missing_method", pa.string()),
+        ("rounding", pa.string()),
         ("direction", pa.string()),
         ("caseness_operator", pa.string()),
         ("caseness_threshold", pa.float64()),

@@ -144,6 +144,23 @@ CASES = [
         (6, 2, 2, 2),
         [(2, P, "row.client_code_blank", "identity"), (2, W, "row.client_code_blank", "identity")],
     ),
+    # Line 2's PHQ-9 has 3 of 9 items blank (the registry allows 2); line 3's WAI-SR 3 of 12
+    # (allows 2), its PHQ-9 2 of 9 (kept, prorated); line 4's therapist code is blank; line 5's
+    # event session_0_arm_1 matches the pattern but session 0 is below 1; line 6 clean.
+    Case(
+        "too_many_missing.csv",
+        "ingested",
+        5,
+        (10, 4, 6, 0),
+        [
+            (2, P, "item.too_many_missing", "completeness"),
+            (3, W, "item.too_many_missing", "completeness"),
+            (4, P, "row.therapist_code_blank", "identity"),
+            (4, W, "row.therapist_code_blank", "identity"),
+            (5, P, "row.session_number", "schema"),
+            (5, W, "row.session_number", "schema"),
+        ],
+    ),
     # The only member is ../../outside/evil.csv: refused whole, nothing extracted.
     Case(
         "escaping_member.zip",

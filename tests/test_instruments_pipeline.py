@@ -168,9 +168,9 @@ def test_alliance_totals_of_every_alliance_form(nine_db: Path) -> None:
     assert rows == [
         # HAq-II raw all 2: 14 plain items x 2 = 28, items 4,8,11,16,19 -> 7 - 2 = 5: 25; 53.
         ("haq_ii", "client", 1, 53.0, None),
-        # SRS 9.3 + 8.7 + 7.5 + 9.0 = 34.5 < 36: concern. Session 2 has a blank: no score.
+        # SRS 9.3 + 8.7 + 7.5 + 9.0 = 34.5 < 36: concern. Session 2 has a blank (SRS allows
+        # none): not scorable, so quarantined at intake (item.too_many_missing), not stored.
         ("srs", "client", 1, 34.5, True),
-        ("srs", "client", 2, None, None),
         # WAI-S raw all 2: 10 plain items x 2 = 20, items 4 and 10 -> 8 - 2 = 6: 12; 32.
         ("wai_s", "client", 1, 32.0, None),
         # WAI-SR client all 3: 36; therapist form all 5: 60, same key.

@@ -42,8 +42,11 @@ class Plugin(BasePlugin):
         if kind == "event_log":
             return _event_log(source_config)
         if kind == "registry":
+            # The registry in force: the consortium's scoring_policy applied to its defaults,
+            # the same rules intake quarantined `too_many_missing` by.
             registry = load_registry()
-            return REGISTRY_TABLES[source_config.identifier](registry)
+            policy = load_consortium(paths().consortium_file, registry).scoring_policy
+            return REGISTRY_TABLES[source_config.identifier](policy.apply(registry))
         if kind == "quarantine":
             return _quarantine(source_config)
         if kind == "intake":

@@ -31,6 +31,7 @@ import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from ingestion.consortium import load_consortium
 from ingestion.crash_points import crash_point
 from ingestion.disk_space import named_when_full, tree_bytes
 from ingestion.hashing import sha256_file
@@ -221,11 +222,26 @@ def check_calendar_dates(folder: Path, files: list[dict], allowed: bool) -> None
         )
 
 
-def copy_rules(build_info: dict, folder: Path, where: Paths) -> list[dict]:
-    """The registry and consortium file the marts were scored with, so a rebuild can use them."""
+POLICY_FILE = "scoring_policy.json"
+
+
+def scoring_policy_in_force(build_info: dict, where: Paths) -> list[dict]:
+    """Per instrument, the missing-item rule and rounding the marts were scored with: the
+    registry's defaults with the consortium's scoring_policy applied, and who set each."""
+    registry = load_registry(where.resolve(build_info["registry_dir"]))
+    consortium = load_consortium(where.resolve(build_info["consortium_file"]), registry)
+    return consortium.scoring_policy.in_force(registry)
+
+
+def copy_rules(build_info: dict, folder: Path, where: Paths, policy: list[dict]) -> list[dict]:
+    """The registry and consortium file the marts were scored with, so a rebuild can use them,
+    and the scoring policy in force read from both (`rules/scoring_policy.json`)."""
     files = []
     rules = folder / "rules"
     (rules / "instruments").mkdir(parents=True)
+    target = rules / POLICY_FILE
+    target.write_text(json.dumps(policy, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    files.append({"path": f"rules/{POLICY_FILE}", "rows": None, "sha256": sha256_file(target)})
     sources = [where.resolve(build_info["consortium_file"])]
     sources += sorted(where.resolve(build_info["registry_dir"]).glob("*.yml"))
     for source in sources:
@@ -377,7 +393,8 @@ def _publish(
         allowed = bool(build_info["dbt_vars"].get("release_calendar_dates", False))
         check_calendar_dates(staging, files, allowed)
         content = content_sha256(files)
-        files += copy_rules(build_info, staging, where)
+        policy = scoring_policy_in_force(build_info, where)
+        files += copy_rules(build_info, staging, where, policy)
         files.append(write_gate_summary(gate_summary, staging))
         version = build_info["event_log_version"]
         release_id = f"{logical_date.isoformat()}_v{version}_{content[:8]}"
@@ -399,6 +416,7 @@ def _publish(
             "content_sha256": content,
             "registry_sha256": build_info["registry_sha256"],
             "consortium_sha256": build_info["consortium_sha256"],
+            "scoring_policy": policy,
             "parameters": build_info["dbt_vars"],
             "files": files,
             "dbt": build_info["dbt"],

@@ -53,3 +53,19 @@
             then ({{ answered_mean }}) * ({{ n_items }})
     end
 {%- endmacro %}
+
+{#-
+    The score rounded by the rule in force (the registry's missing.rounding, or the consortium's
+    scoring_policy): 'half_up' to the response grid's step, halves going up (PHQ-9 prorated
+    6.43 -> 6, 4.5 -> 5; a VAS sum on step 0.1: 23.25 -> 23.3); 'none' or null: unchanged.
+    The small epsilon keeps a half that binary floating point stores as x.4999... a half.
+-#}
+{% macro policy_round(score, rounding, step, decimals) -%}
+    case
+        when ({{ rounding }}) = 'half_up' and ({{ score }}) is not null
+            then round(
+                floor(({{ score }}) / ({{ step }}) + 0.5 + 1e-9) * ({{ step }}), {{ decimals }}
+            )
+        else ({{ score }})
+    end
+{%- endmacro %}

@@ -18,6 +18,15 @@ never out of range, scored like a blank, but its reason is kept (`item_missing`:
 item of the administration is coded). A questionnaire whose items are all blank or coded is not
 administered.
 
+Required fields: a blank therapist code (`row.therapist_code_blank`) or session date
+(`row.session_date_format`) quarantines the row unless the site's `required_fields` makes it
+optional. The session number the site's pattern captures must be a whole number >= 1, whatever
+the pattern (`row.session_number`): 2.5 is never truncated to 2, and 0 or -1 never stored.
+
+Missing items: an administration with more blank (or coded missing) items than the scoring
+policy in force allows (`max_missing`, the registry's default or the consortium's override)
+cannot be scored, so it is quarantined (`item.too_many_missing`), never stored without a total.
+
 An `ending` column (any format) gives each accepted administration its record's ending type
 ('planned', 'unplanned', 'open' or NULL: blank and unknown values are ignored, never
 quarantined).
@@ -42,7 +51,9 @@ CLOSED = 5  # an accepted administration whose client withdrew or was erased
 PROBLEM_SHAPE = (
     '{"label": "VARCHAR", "client_raw": "VARCHAR", "date_raw": "VARCHAR", '
     '"event_raw": "VARCHAR", "client_blank": "BOOLEAN", "client_control": "BOOLEAN", '
-    '"session_bad": "BOOLEAN", "date_bad": "BOOLEAN", "date_future": "BOOLEAN", '
+    '"session_bad": "BOOLEAN", "session_number_bad": "BOOLEAN", "therapist_blank": "BOOLEAN", '
+    '"date_bad": "BOOLEAN", "date_future": "BOOLEAN", '
+    '"too_many_missing": "BOOLEAN", "blanks": "INTEGER", "max_blank": "INTEGER", '
     '"unfinished": "BOOLEAN", "status_held": "BOOLEAN", "form_status": "VARCHAR", '
     '"finished_raw": "VARCHAR", "progress_raw": "VARCHAR", '
     '"texts": ["VARCHAR"], "bad": ["BOOLEAN"], "off": ["BOOLEAN"]}'
@@ -130,6 +141,7 @@ def _classify(
     n = source.n_items
     ks = range(1, n + 1)
     n_items = _case("form", {j: m.items for j, m in instruments.items()}, "0")
+    max_blank = _case("form", {j: m.max_missing for j, m in instruments.items()}, "0")
     lo = _case("form", {j: repr(m.item_min) for j, m in instruments.items()}, "0")
     hi = _case("form", {j: repr(m.item_max) for j, m in instruments.items()}, "0")
     step = _case("form", {j: repr(m.item_step) for j, m in instruments.items()}, "1")
@@ -196,9 +208,19 @@ def _classify(
     )
     raw_answered = f"({raw_answered})"
     future = f"coalesce(parsed_date > DATE '{logical.isoformat()}', false)"
+    required = site.required_fields
+    # A blank date is allowed where the site made it optional; a date that does not parse never.
+    date_bad = (
+        "parsed_date IS NULL"
+        if required.session_date
+        else "(parsed_date IS NULL AND pystrip(coalesce(date_raw, '')) <> '')"
+    )
+    therapist_blank = "therapist = ''" if required.therapist_code else "false"
+    blanks = " + ".join(f"CAST(coalesce(c{k} = 0, false) AS INTEGER)" for k in ks)
+    too_many = "(n_blank > max_blank)"
     row_problem = (
-        f"(client = '' OR client_control OR session_value IS NULL OR parsed_date IS NULL "
-        f"OR {future})"
+        f"(client = '' OR client_control OR session_value IS NULL OR {date_bad} "
+        f"OR {therapist_blank} OR {future})"
     )
     status_held = f"(form_status IS NOT NULL AND form_status NOT IN ({_in(counting)}))"
     ending = site.ending
@@ -234,24 +256,35 @@ def _classify(
             SELECT *,
                    {instrument_of} AS instrument,
                    {n_items} AS n_items, {lo} AS lo, {hi} AS hi, {step} AS step, {whole} AS whole,
+                   {max_blank} AS max_blank,
                    pystrip(coalesce(client_raw, '')) AS client,
                    regexp_matches(pystrip(coalesce(client_raw, '')), '{CONTROL_RE}')
                        AS client_control,
                    pystrip(coalesce(therapist_raw, '')) AS therapist,
-                   TRY_CAST(trunc(TRY_CAST(nullif(regexp_extract(coalesce(event_raw, ''),
-                            {quote(site.session_event_pattern.pattern)}, 1), '') AS DOUBLE))
-                            AS INTEGER) AS session_value,
+                   nullif(pystrip(regexp_extract(coalesce(event_raw, ''),
+                          {quote(site.session_event_pattern.pattern)}, 1)), '') AS session_text,
                    TRY_CAST(try_strptime(pystrip(coalesce(date_raw, '')),
                             {quote(site.date_format)}) AS DATE) AS parsed_date
             FROM cells
+        ), numbered_session AS (
+            -- The captured session must be a whole number >= 1 written in digits ("3", or
+            -- "3.0" from a numeric export); 2.5, 0, -1, 1e3 or text a loose pattern let
+            -- through are held, never truncated or stored.
+            SELECT *, CASE WHEN regexp_full_match(session_text, '[0-9]+([.]0+)?')
+                                AND session_number_value BETWEEN 1 AND 2147483647
+                           THEN CAST(session_number_value AS INTEGER) END AS session_value
+            FROM (SELECT *, TRY_CAST(session_text AS DOUBLE) AS session_number_value FROM keyed)
         ), coded AS (
-            SELECT *, {columns("m")} FROM keyed
+            SELECT *, {columns("m")} FROM numbered_session
         ), usable AS (
             SELECT *, {columns("u")} FROM coded
         ), numbered AS (
             SELECT *, {columns("v")} FROM usable
-        ), checked AS (
+        ), checked_items AS (
             SELECT *, {columns("c")} FROM numbered
+        ), checked AS (
+            -- Blank or coded items, counted once (the policy's max_missing limit).
+            SELECT *, {blanks} AS n_blank FROM checked_items
         ), summed AS (
             -- Lists of item checks are built once, here, and the strip macro is applied
             -- through one lambda: expanded per item (45 of them) in the quarantine text,
@@ -271,7 +304,7 @@ def _classify(
                     WHEN coalesce(unfinished, false) THEN {NOT_ADMINISTERED}
                     WHEN {status_held} AND {raw_answered} THEN {QUARANTINED}
                     WHEN NOT {answered} THEN {NOT_ADMINISTERED}
-                    WHEN {row_problem} OR {item_problem} THEN {QUARANTINED}
+                    WHEN {row_problem} OR {item_problem} OR {too_many} THEN {QUARANTINED}
                     ELSE {ACCEPTED}
                 END AS status
             FROM summed
@@ -295,8 +328,11 @@ def _classify(
                CASE WHEN status = {QUARANTINED} THEN to_json(struct_pack(
                    label, client_raw, date_raw, event_raw,
                    client_blank := client = '', client_control,
-                   session_bad := session_value IS NULL,
-                   date_bad := parsed_date IS NULL, date_future := {future},
+                   session_bad := session_text IS NULL,
+                   session_number_bad := session_text IS NOT NULL AND session_value IS NULL,
+                   therapist_blank := {therapist_blank},
+                   date_bad := {date_bad}, date_future := {future},
+                   too_many_missing := {too_many}, blanks := n_blank, max_blank,
                    unfinished := coalesce(unfinished, false),
                    status_held := {status_held}, form_status, finished_raw, progress_raw,
                    texts := list_transform({listed("u{k}")}, x -> pystrip(coalesce(x, ''))),
@@ -462,6 +498,9 @@ def collect_issues(
         ("problem.client_control", "client_code", "row.client_code_control", {}, "client_raw", 2),
         ("problem.session_bad", "event", "row.session_event",
          {"pattern": quote(site.session_event_pattern.pattern)}, "event_raw", 3),
+        ("problem.session_number_bad", "event", "row.session_number", {}, "event_raw", 3),
+        ("problem.therapist_blank", "therapist_code", "row.therapist_code_blank", {},
+         "NULL", 2),
         ("problem.date_bad", "session_date", "row.session_date_format",
          {"date_format": quote(site.date_format)}, "date_raw", 4),
         ("problem.date_future", "session_date", "row.session_date_future",
@@ -476,10 +515,28 @@ def collect_issues(
                 "instrument",
                 rule_id,
                 rules.sql_message(rule_id, **fields),
-                f"problem.{raw}",
+                raw if raw == "NULL" else f"problem.{raw}",
                 rank,
             )
         )
+    # Not scorable under the scoring policy in force: counts only, no cell to quote.
+    parts.append(
+        _issue(
+            f"{checked} AND problem.too_many_missing",
+            "NULL",
+            "instrument",
+            "item.too_many_missing",
+            rules.sql_message(
+                "item.too_many_missing",
+                instrument="instrument",
+                blanks="problem.blanks",
+                items=_case("form", {j: m.items for j, m in instruments.items()}, "NULL"),
+                max_missing="problem.max_blank",
+            ),
+            "NULL",
+            9,
+        )
+    )
     bounds = {
         j: (quote(f"{m.item_min:g}"), quote(f"{m.item_max:g}"), quote(f"{m.item_step:g}"))
         for j, m in instruments.items()

@@ -101,6 +101,13 @@ _RULES = [
     Rule("row.session_event", "schema",
          "event name does not match the site's session pattern {pattern}",
          "The event/session cell does not match the site's session pattern.", "row"),
+    Rule("row.therapist_code_blank", "identity",
+         "therapist code is blank: the client would be nested under no therapist (the site "
+         "can make it optional: required_fields.therapist_code: false)",
+         "The row names no therapist (required unless the site makes it optional).", "row"),
+    Rule("row.session_number", "schema",
+         "the session number the pattern captured is not a whole number of 1 or more",
+         "The session number is not a whole number >= 1, whatever the site's pattern.", "row"),
     Rule("row.session_date_format", "date",
          "session date is blank or not in the format {date_format}",
          "The session date is blank or not in the site's date format.", "row"),
@@ -121,6 +128,12 @@ _RULES = [
     Rule("item.out_of_range", "range",
          "{instrument} item {k} must be {item_min}-{item_max} in steps of {item_step}",
          "An item value outside the instrument's scale (from the registry).", "value"),
+    # One administration, as a whole.
+    Rule("item.too_many_missing", "completeness",
+         "{instrument} has {blanks} of {items} items missing; the scoring policy allows at most "
+         "{max_missing}, so it cannot be scored and is not stored",
+         "More items missing than the scoring policy in force allows: the administration cannot "
+         "be scored.", "record"),
     # One administration among the file's others.
     Rule("record.conflicting_duplicate", "conflict",
          "the file holds different versions of {instrument} for this client and session "

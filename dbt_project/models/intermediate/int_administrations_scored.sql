@@ -10,6 +10,10 @@
 --     sum   sum of the items; a sum over a complete (or filled) form is rounded to the grid's
 --           decimals, so VAS sums like 9.3 + 8.7 + 7.5 + 9.0 are exactly 34.5;
 --     mean  score_multiplier x sum / items answered (CORE-10 clinical score: 10 x mean).
+--   rounding        'half_up' rounds the score half up to the response grid's step (a
+--                   consortium protocol: PHQ-9 prorated 6.43 -> 6); 'none' keeps it.
+-- max_missing, missing_method and rounding are the rules in force: the registry's defaults with
+-- the consortium's scoring_policy applied (warehouse/dbt_sources.py), as intake applied them.
 -- Subscale scores follow the same rules over the subscale's items. goal / task / bond are
 -- Bordin's three alliance dimensions; subscale_scores carries every subscale by its name.
 with registry as (
@@ -22,7 +26,8 @@ with registry as (
         max_missing,
         subscale_max_missing,
         item_step,
-        item_decimals
+        item_decimals,
+        rounding
     from {{ ref('stg_registry__instruments') }}
 ),
 
@@ -74,10 +79,10 @@ subscales as (
         case
             when s.n_items - count(f.keyed_value) <= r.subscale_max_missing
                 and count(f.keyed_value) > 0
-                then {{ registry_score(
+                then {{ policy_round(registry_score(
                     'r.scoring', 'r.score_multiplier', 'r.missing_method', 'r.item_decimals',
                     's.n_items', exact_avg('f.keyed_value'), 'count(f.filled_value)',
-                    exact_sum('f.filled_value')) }}
+                    exact_sum('f.filled_value')), 'r.rounding', 'r.item_step', 'r.item_decimals') }}
         end as subscale_score
     from filled as f
     inner join subscale_sizes as s on f.instrument = s.instrument and f.subscale = s.subscale
@@ -90,7 +95,9 @@ subscales as (
         r.scoring,
         r.score_multiplier,
         r.missing_method,
-        r.item_decimals
+        r.item_decimals,
+        r.rounding,
+        r.item_step
 ),
 
 subscales_wide as (
@@ -135,9 +142,10 @@ select
     t.is_scorable,
     t.items_answered < r.n_items as is_prorated,
     case
-        when t.is_scorable then {{ registry_score(
+        when t.is_scorable then {{ policy_round(registry_score(
             'r.scoring', 'r.score_multiplier', 'r.missing_method', 'r.item_decimals',
-            'r.n_items', 't.answered_mean', 't.items_filled', 't.filled_sum') }}
+            'r.n_items', 't.answered_mean', 't.items_filled', 't.filled_sum'),
+            'r.rounding', 'r.item_step', 'r.item_decimals') }}
     end as total,
     s.goal,
     s.task,

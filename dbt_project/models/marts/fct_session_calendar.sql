@@ -12,3 +12,6 @@ select
     cast(count(*) as integer) as n_administrations
 from {{ ref('int_administrations_scored') }}
 group by site_id, client_pid, session_number
+-- A site that made the session date optional (required_fields) may send a session without one:
+-- it has no calendar row.
+having min(session_date) is not null
