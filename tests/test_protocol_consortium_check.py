@@ -80,3 +80,26 @@ def test_config_check_dry_runs_every_protocol_site(
         "row.therapist_code_blank: 1",
         "form.not_complete: 2",
     ]
+
+
+def test_the_readme_protocol_example_is_a_valid_site(tmp_path: Path) -> None:
+    """README's "a protocol that differs from the registry" block loads as written."""
+    import re
+
+    import yaml
+
+    readme = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
+    section = readme.split("**Worked example: a protocol that differs from the registry.**")[1]
+    block = re.search(r"```yaml\n(.*?)```", section, re.S)
+    assert block is not None
+    doc = yaml.safe_load(block.group(1))
+    doc.update(consortium_id="readme", name="README example")
+    (tmp_path / "consortium.yml").write_text(yaml.safe_dump(doc), encoding="utf-8")
+    site = load_consortium(tmp_path / "consortium.yml").sites["zurich"]
+    assert [(f.form_id, f.status_column) for f in site.forms] == [
+        ("wai_client", "wai_client_complete"),
+        ("wai_therapist", "wai_therapist_complete"),
+        ("phq9", None),
+    ]
+    assert site.carry_down is not None and site.withdrawals is not None
+    assert site.delivery_date is not None
