@@ -256,7 +256,9 @@ def test_rebuild_of_a_release_in_an_older_format_says_why_instead_of_mismatching
     folder = _publish(tiny_built)
     manifest_path = folder / "manifest.json"
     manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-    assert manifest["release_format"] == 2
+    from warehouse.release_format import RELEASE_FORMAT
+
+    assert manifest["release_format"] == RELEASE_FORMAT
     del manifest["release_format"]
     manifest_path.chmod(0o644)
     manifest_path.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")

@@ -10,7 +10,7 @@ release names the change and the code version to check out instead of listing mi
 
 from __future__ import annotations
 
-RELEASE_FORMAT = 2
+RELEASE_FORMAT = 3
 
 # Format -> what it changed against the one before. A manifest without `release_format` was
 # written in format 1.
@@ -18,6 +18,8 @@ CHANGES: dict[int, str] = {
     1: "marts as Parquet and marts.duckdb, rules/, report.html and manifest.json",
     2: "a codebook in every release: column descriptions as Parquet field metadata and DuckDB "
     "comments, codebook.csv and codebook.html, all in the content hash",
+    3: "scores as DECIMAL at the registry's precision with exact aggregates, the gate's "
+    "gate_summary.json and the scoring policy in force (rules/scoring_policy.json)",
 }
 
 
