@@ -344,8 +344,13 @@ class Consortium:
     release: ReleaseOptions = ReleaseOptions()
     # Per-instrument overrides of the registry's missing-item rules (ingestion/scoring_policy.py).
     scoring_policy: ScoringPolicy = ScoringPolicy()
+    # Sites whose own section is invalid (only when loaded with per_site=True): site id (or
+    # `sites[i]` when even that is unreadable) -> the error naming file, site, key and problem.
+    broken: dict[str, ConfigError] = field(default_factory=dict)
 
     def site(self, site_id: str) -> SiteConfig:
+        if site_id in self.broken:
+            raise self.broken[site_id]
         if site_id not in self.sites:
             raise KeyError(f"site {site_id!r} is not configured in {self.file}")
         return self.sites[site_id]
@@ -1152,8 +1157,15 @@ def _parse_release(doc: Any, file: Path) -> ReleaseOptions:
     return ReleaseOptions(calendar_dates=dates)
 
 
-def load_consortium(file: Path, registry: Registry | None = None) -> Consortium:
-    """Read and validate the consortium file."""
+def load_consortium(
+    file: Path, registry: Registry | None = None, *, per_site: bool = False
+) -> Consortium:
+    """Read and validate the consortium file.
+
+    With `per_site`, an error inside one site's section does not stop the others: that site
+    lands in `broken` and fails on its own (ingest names the error), so one site's bad
+    configuration never keeps the other sites' deliveries from being ingested. Errors outside
+    the sites (the file itself, the scoring policy, the release options) stop everything."""
     registry = registry or default_registry()
     if not file.exists():
         raise ConfigError(file, "<file>", "does not exist (run `bordin demo` or write one)")
@@ -1168,8 +1180,15 @@ def load_consortium(file: Path, registry: Registry | None = None) -> Consortium:
     if not isinstance(sites_doc, list) or not sites_doc:
         raise ConfigError(file, "sites", "must list at least one site")
     sites: dict[str, SiteConfig] = {}
+    broken: dict[str, ConfigError] = {}
     for index, site_doc in enumerate(sites_doc):
-        site = _parse_site(site_doc, file, registry, index)
+        try:
+            site = _parse_site(site_doc, file, registry, index)
+        except ConfigError as exc:
+            if not per_site:
+                raise
+            broken[_site_label(site_doc, index)] = exc
+            continue
         if site.site_id in sites:
             raise ConfigError(file, f"sites.{site.site_id}", "is listed twice")
         sites[site.site_id] = site
@@ -1180,7 +1199,14 @@ def load_consortium(file: Path, registry: Registry | None = None) -> Consortium:
         file=file,
         release=_parse_release(doc.get("release"), file),
         scoring_policy=parse_scoring_policy(doc.get("scoring_policy"), file, registry),
+        broken=broken,
     )
+
+
+def _site_label(site_doc: Any, index: int) -> str:
+    """A broken site's id as the DAG maps it: its `site_id` if that much is readable."""
+    site_id = site_doc.get("site_id") if isinstance(site_doc, dict) else None
+    return site_id if isinstance(site_id, str) and SITE_ID.match(site_id) else f"sites[{index}]"
 
 
 def sites_table(consortium: Consortium):

@@ -188,8 +188,8 @@ def ingest_site(
     """
     where = where or paths()
     registry = registry or default_registry()
-    consortium = consortium or load_consortium(where.consortium_file, registry)
-    site = consortium.site(site_id)
+    consortium = consortium or load_consortium(where.consortium_file, registry, per_site=True)
+    site = consortium.site(site_id)  # this site's own configuration error, if it has one
     key = key or load_key()
     logical = parse_logical_date(logical_date)
     check_key(where, key)  # before anything is written: a changed key would split clients

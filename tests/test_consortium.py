@@ -168,3 +168,26 @@ def test_zip_site_without_a_pattern_reads_its_zips(tmp_path: Path) -> None:
 
     site = load_consortium(_write(tmp_path, to_zip)).site("alpha")
     assert (site.file_glob, site.zip.member_glob) == ("*.zip", "*.csv")
+
+
+def test_one_sites_bad_configuration_does_not_stop_the_others(tiny_home: Path) -> None:
+    """Issue 11: a misspelt key in beta's section fails beta's ingest with an error naming the
+    file, site, key and nearest valid key, while alpha's deliveries are ingested as usual."""
+    from ingestion.ingest import ingest_site
+    from warehouse.pipeline import site_ids
+
+    config = tiny_home / "consortium.yml"
+    doc = yaml.safe_load(config.read_text())
+    doc["sites"][1]["primary_outcom"] = doc["sites"][1].pop("primary_outcome")
+    config.write_text(yaml.safe_dump(doc, sort_keys=False))
+    with pytest.raises(ConfigError, match="sites.beta.primary_outcom"):
+        load_consortium(config)  # strict: what the build and release read
+    assert site_ids() == ["alpha", "beta"]  # both mapped: beta fails on its own
+    with pytest.raises(ConfigError) as raised:
+        ingest_site("beta", "2026-11-20")
+    message = str(raised.value)
+    assert str(config) in message and "sites.beta.primary_outcom" in message
+    assert "did you mean `primary_outcome`" in message
+    alpha = ingest_site("alpha", "2026-11-20")
+    # alpha's export: 15 rows, each with a WAI-SR and a PHQ-9 (tests/test_end_to_end.py).
+    assert alpha.events_written == 30

@@ -35,7 +35,10 @@ log = logging.getLogger(__name__)
 @reported("list sites")
 def site_ids(where: Paths | None = None) -> list[str]:
     where = where or paths()
-    return sorted(load_consortium(where.consortium_file, default_registry()).sites)
+    # A site with a configuration error is still mapped: its ingest fails with that error,
+    # the other sites' ingests run (the build then stops on the same error, before publishing).
+    consortium = load_consortium(where.consortium_file, default_registry(), per_site=True)
+    return sorted([*consortium.sites, *consortium.broken])
 
 
 @reported("ingest")
