@@ -164,9 +164,25 @@ def _with_root(root: Path) -> pytest.MonkeyPatch:
     mp = pytest.MonkeyPatch()
     mp.setenv("BORDIN_HOME", str(root))
     mp.setenv("BORDIN_PSEUDONYM_KEY", TEST_KEY)
-    for name in ("BORDIN_PSEUDONYM_KEY_FILE", "BORDIN_CONSORTIUM", "BORDIN_EXTRA_EXPECTATIONS"):
+    for name in (
+        "BORDIN_PSEUDONYM_KEY_FILE",
+        "BORDIN_CONSORTIUM",
+        "BORDIN_REGISTRY_DIR",
+        "BORDIN_EXTRA_EXPECTATIONS",
+    ):
         mp.delenv(name, raising=False)
     return mp
+
+
+def read_rows(db: Path, sql: str, params: list | None = None) -> list[tuple]:
+    """Rows of a query on a DuckDB file, opened read-only and closed again."""
+    import duckdb
+
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        return con.execute(sql, params or []).fetchall()
+    finally:
+        con.close()
 
 
 @contextlib.contextmanager

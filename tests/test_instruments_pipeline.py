@@ -13,11 +13,10 @@ import csv
 import shutil
 from pathlib import Path
 
-import duckdb
 import pytest
 import yaml
 
-from tests.conftest import TEST_KEY
+from tests.conftest import TEST_KEY, read_rows
 from tests.science_helpers import DATE
 
 # instrument id, rater role, column prefix, item count
@@ -151,16 +150,8 @@ def test_gate_ranges_from_the_registry_pass_on_decimal_and_mean_scores(
     assert not bad
 
 
-def _rows(db: Path, sql: str) -> list[tuple]:
-    con = duckdb.connect(str(db), read_only=True)
-    try:
-        return con.execute(sql).fetchall()
-    finally:
-        con.close()
-
-
 def test_alliance_totals_of_every_alliance_form(nine_db: Path) -> None:
-    rows = _rows(
+    rows = read_rows(
         nine_db,
         "SELECT instrument, rater_role, session_number, total, alliance_concern "
         "FROM marts.fct_alliance_session ORDER BY instrument, rater_role, session_number",
@@ -180,7 +171,7 @@ def test_alliance_totals_of_every_alliance_form(nine_db: Path) -> None:
 
 
 def test_outcome_totals_and_caseness_of_every_outcome_form(nine_db: Path) -> None:
-    rows = _rows(
+    rows = read_rows(
         nine_db,
         "SELECT instrument, session_number, CAST(total AS DOUBLE), at_caseness, direction "
         "FROM marts.fct_outcome_session ORDER BY instrument, session_number",
@@ -205,7 +196,7 @@ def test_outcome_totals_and_caseness_of_every_outcome_form(nine_db: Path) -> Non
 
 
 def test_ors_change_counts_a_rise_as_improvement(nine_db: Path) -> None:
-    rows = _rows(
+    rows = read_rows(
         nine_db,
         "SELECT instrument, CAST(change AS DOUBLE), reliable_improvement, reliable_deterioration "
         "FROM marts.fct_episode_outcome WHERE instrument IN ('ors', 'core10') "

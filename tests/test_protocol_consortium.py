@@ -29,11 +29,10 @@ import os
 import shutil
 from pathlib import Path
 
-import duckdb
 import pytest
 
 from ingestion.pseudonyms import PseudonymKey
-from tests.conftest import TEST_KEY
+from tests.conftest import TEST_KEY, building, read_rows
 
 pytestmark = pytest.mark.slow
 
@@ -54,23 +53,11 @@ def built(tmp_path_factory: pytest.TempPathFactory):
     for path in (home / "inbox").rglob("*"):
         if path.is_file():
             os.utime(path, (SETTLED, SETTLED))
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("BORDIN_HOME", str(home))
-        mp.setenv("BORDIN_PSEUDONYM_KEY", TEST_KEY)
-        for name in ("BORDIN_PSEUDONYM_KEY_FILE", "BORDIN_CONSORTIUM", "BORDIN_REGISTRY_DIR"):
-            mp.delenv(name, raising=False)
+    with building(home):
         where = Paths(home)
         results = {site: pipeline.ingest_step(site, NIGHT, where) for site in SITES}
         pipeline.build_step(where)
     return where, results
-
-
-def _rows(db: Path, sql: str) -> list[tuple]:
-    con = duckdb.connect(str(db), read_only=True)
-    try:
-        return con.execute(sql).fetchall()
-    finally:
-        con.close()
 
 
 def _names(site: str, role: str, codes: list[str]) -> dict[str, str]:
@@ -123,7 +110,7 @@ def test_every_row_is_accepted_or_quarantined_or_not_administered(built) -> None
 
 def test_outcome_totals_follow_each_sites_protocol(built) -> None:
     where, _ = built
-    rows = _rows(
+    rows = read_rows(
         where.build_db,
         "SELECT site_id, client_pid, instrument, session_number, total::DOUBLE "
         "FROM marts.fct_outcome_session",
@@ -150,7 +137,7 @@ def test_outcome_totals_follow_each_sites_protocol(built) -> None:
 
 def test_alliance_totals_rater_roles_and_therapists(built) -> None:
     where, _ = built
-    rows = _rows(
+    rows = read_rows(
         where.build_db,
         "SELECT site_id, client_pid, rater_role, session_number, total::DOUBLE, therapist_pid "
         "FROM marts.fct_alliance_session",
@@ -183,7 +170,7 @@ def test_alliance_totals_rater_roles_and_therapists(built) -> None:
 
 def test_quarantine_by_site_rule_and_instrument(built) -> None:
     where, _ = built
-    rows = _rows(
+    rows = read_rows(
         where.build_db,
         "SELECT site_id, rule_id, instrument, n_records FROM marts.fct_quarantine ORDER BY ALL",
     )
@@ -202,7 +189,7 @@ def test_quarantine_by_site_rule_and_instrument(built) -> None:
 
 def test_episode_ending_and_withdrawn_client(built) -> None:
     where, _ = built
-    rows = _rows(
+    rows = read_rows(
         where.build_db,
         "SELECT site_id, client_pid, n_sessions_attended, ending_type, dropout_unplanned "
         "FROM marts.fct_episode WHERE site_id IN ('fbs', 'strict')",

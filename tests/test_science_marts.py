@@ -12,11 +12,10 @@ import hmac
 import math
 from pathlib import Path
 
-import duckdb
 import numpy as np
 import pytest
 
-from tests.conftest import TEST_KEY
+from tests.conftest import TEST_KEY, read_rows
 from tests.test_end_to_end import ALPHA, BETA
 
 pytestmark = pytest.mark.slow
@@ -35,17 +34,9 @@ def tiny_db(tiny_built_root: Path) -> Path:
     return tiny_built_root / "build" / "warehouse.duckdb"
 
 
-def _rows(db: Path, sql: str, params: list | None = None) -> list[tuple]:
-    con = duckdb.connect(str(db), read_only=True)
-    try:
-        return con.execute(sql, params or []).fetchall()
-    finally:
-        con.close()
-
-
 def test_residualized_r_is_the_partial_correlation_given_baseline(tiny_db: Path) -> None:
     rows = dict(
-        _rows(
+        read_rows(
             tiny_db,
             "SELECT site_id, r_residualized FROM marts.mart_alliance_outcome_site WHERE is_primary",
         )
@@ -69,7 +60,7 @@ def test_jacobson_truax_uses_the_sample_baseline_sd(tiny_db: Path) -> None:
     s_diff = math.sqrt(2) * baselines.std(ddof=1) * math.sqrt(1 - PHQ9_RELIABILITY)
     got = {
         pid: rest
-        for pid, *rest in _rows(
+        for pid, *rest in read_rows(
             tiny_db,
             "SELECT client_pid, jt_s_diff, jt_rci, jt_category, caseness_start, caseness_end "
             "FROM marts.fct_episode_outcome WHERE instrument = 'phq9'",
@@ -91,7 +82,7 @@ def test_jacobson_truax_uses_the_sample_baseline_sd(tiny_db: Path) -> None:
 
 
 def test_alliance_session_pomp_day_and_no_ruptures_in_flat_series(tiny_db: Path) -> None:
-    rows = _rows(
+    rows = read_rows(
         tiny_db,
         "SELECT session_number, total, pomp_total, session_day, rupture_k1, rupture_k2, "
         "repaired_k1, alliance_concern FROM marts.fct_alliance_session "
@@ -108,7 +99,7 @@ def test_alliance_session_pomp_day_and_no_ruptures_in_flat_series(tiny_db: Path)
 
 
 def test_episodes_dropout_and_both_early_alliance_rules(tiny_db: Path) -> None:
-    rows = _rows(
+    rows = read_rows(
         tiny_db,
         "SELECT client_pid, n_sessions_attended, finished_treatment, dropout_early, "
         "dropout_below_dose, dropout_unplanned, ending_type, early_alliance_mean, "
@@ -127,7 +118,7 @@ def test_episodes_dropout_and_both_early_alliance_rules(tiny_db: Path) -> None:
 
 
 def test_site_quality_hides_the_tiny_sites_counts(tiny_db: Path) -> None:
-    rows = _rows(
+    rows = read_rows(
         tiny_db,
         "SELECT site_id, n_clients, n_finished_treatment, mean_early_alliance, "
         "n_outcome_administrations, suppressed_cells FROM marts.mart_site_quality "
@@ -145,4 +136,6 @@ def test_site_quality_hides_the_tiny_sites_counts(tiny_db: Path) -> None:
 
 def test_therapists_below_the_minimum_are_left_out(tiny_db: Path) -> None:
     # The tiny therapists have 2 and 3 clients; the default minimum is 5.
-    assert _rows(tiny_db, "SELECT count(*) FROM marts.mart_alliance_outcome_therapist") == [(0,)]
+    assert read_rows(tiny_db, "SELECT count(*) FROM marts.mart_alliance_outcome_therapist") == [
+        (0,)
+    ]

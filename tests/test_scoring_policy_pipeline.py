@@ -12,10 +12,9 @@ import json
 from datetime import date
 from pathlib import Path
 
-import duckdb
 import pytest
 
-from tests.conftest import TEST_KEY
+from tests.conftest import building, read_rows
 
 pytestmark = pytest.mark.slow
 
@@ -99,12 +98,7 @@ def built(tmp_path_factory: pytest.TempPathFactory):
     home = tmp_path_factory.mktemp("policy") / "home"
     home.mkdir()
     _write(home)
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("BORDIN_HOME", str(home))
-        mp.setenv("BORDIN_PSEUDONYM_KEY", TEST_KEY)
-        mp.delenv("BORDIN_PSEUDONYM_KEY_FILE", raising=False)
-        mp.delenv("BORDIN_CONSORTIUM", raising=False)
-        mp.delenv("BORDIN_REGISTRY_DIR", raising=False)
+    with building(home):
         where = Paths(home)
         pipeline.ingest_step("polic", "2026-11-18", where)
         pipeline.ingest_step("nodate", "2026-11-18", where)
@@ -116,29 +110,21 @@ def built(tmp_path_factory: pytest.TempPathFactory):
     return where, Path(release.path)
 
 
-def _rows(db: Path, sql: str) -> list[tuple]:
-    con = duckdb.connect(str(db), read_only=True)
-    try:
-        return con.execute(sql).fetchall()
-    finally:
-        con.close()
-
-
 def test_dbt_scores_by_the_policy_in_force(built) -> None:
     where, _ = built
-    outcome = _rows(
+    outcome = read_rows(
         where.build_db,
         "SELECT instrument, session_number, total FROM marts.fct_outcome_session "
         "WHERE site_id = 'polic' ORDER BY instrument, session_number",
     )
     assert outcome == [("gad7", 1, 3.5), ("phq9", 1, 6.0), ("phq9", 2, 5.0)]
-    alliance = _rows(
+    alliance = read_rows(
         where.build_db,
         "SELECT session_number, total FROM marts.fct_alliance_session "
         "WHERE site_id = 'polic' ORDER BY session_number",
     )
     assert alliance == [(1, 36.0), (2, 48.0)]  # session 3 never stored with a NULL total
-    quarantined = _rows(
+    quarantined = read_rows(
         where.build_db,
         "SELECT site_id, category, rule_id, instrument, n_records FROM marts.fct_quarantine",
     )
@@ -147,7 +133,7 @@ def test_dbt_scores_by_the_policy_in_force(built) -> None:
 
 def test_a_site_without_therapist_or_date_builds(built) -> None:
     where, _ = built
-    rows = _rows(
+    rows = read_rows(
         where.build_db,
         "SELECT session_number, total, session_day FROM marts.fct_outcome_session "
         "WHERE site_id = 'nodate' ORDER BY session_number",
